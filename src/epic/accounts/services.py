@@ -1,0 +1,65 @@
+"""Account operations shared by the API and the `epic admin` commands."""
+
+import logging
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from rest_framework import exceptions
+
+from epic.accounts.models import ApiToken, Membership, Profile, Role, Team
+
+logger = logging.getLogger(__name__)
+
+TEAM_HEADER = "HTTP_X_EPIC_TEAM"
+
+
+@transaction.atomic
+def create_user(username: str, team_name: str, role: str = Role.USER, email: str = ""):
+    """Create a user in a team (creating the team if new) and make it their default team."""
+    team, _ = Team.objects.get_or_create(name=team_name)
+    user = get_user_model().objects.create_user(username=username, email=email)
+    Membership.objects.create(user=user, team=team, role=role)
+    Profile.objects.create(user=user, default_team=team)
+    logger.info("Created user %s in team %s as %s", username, team_name, role)
+    return user
+
+
+def issue_token(username: str, name: str = "") -> str:
+    """Issue a new API token for a user and return its plain text."""
+    user = get_user_model().objects.get(username=username)
+    _, plain = ApiToken.objects.issue(user, name=name)
+    logger.info("Issued an API token for %s", username)
+    return plain
+
+
+def profile_of(user) -> Profile:
+    """Return the user's profile, creating it for users made outside `create_user`."""
+    profile, _ = Profile.objects.get_or_create(user=user)
+    return profile
+
+
+def current_membership(request) -> Membership:
+    """Return the membership a request acts in: the X-EPIC-Team header, else the default team.
+
+    A header naming a team the user is not in is refused as if the team did not exist.
+    """
+    memberships = Membership.objects.select_related("team").filter(user=request.user)
+    requested = request.META.get(TEAM_HEADER)
+    if requested:
+        chosen = memberships.filter(team_id=_team_id(requested)).first()
+        if chosen is None:
+            raise exceptions.NotFound("No such team.")
+        return chosen
+
+    default_team_id = profile_of(request.user).default_team_id
+    chosen = memberships.filter(team_id=default_team_id).first() or memberships.first()
+    if chosen is None:
+        raise exceptions.PermissionDenied("You are not a member of any team.")
+    return chosen
+
+
+def _team_id(value: str) -> int:
+    """Parse the team header, refusing anything but a positive integer."""
+    if not value.isdigit():
+        raise exceptions.ValidationError({"X-EPIC-Team": ["A team id is a positive integer."]})
+    return int(value)

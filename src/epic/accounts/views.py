@@ -1,0 +1,45 @@
+"""Teams and profile settings endpoints."""
+
+from django.db.models import Count, OuterRef, Subquery
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+
+from epic.accounts.models import Membership, Role, Team
+from epic.accounts.serializers import (
+    ProfileSettingsSerializer,
+    TeamDetailSerializer,
+    TeamSerializer,
+)
+from epic.accounts.services import profile_of
+
+
+class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The teams the caller is a member of; any other team does not exist for them."""
+
+    def get_queryset(self):
+        """Teams of the caller, annotated with member count and the caller's role."""
+        own_role = Membership.objects.filter(team=OuterRef("pk"), user=self.request.user)
+        teams = (
+            Team.objects.filter(memberships__user=self.request.user)
+            .annotate(member_count=Count("memberships", distinct=True))
+            .annotate(caller_role=Subquery(own_role.values("role")[:1]))
+            .order_by("id")
+        )
+        name = self.request.query_params.get("name")
+        if name:
+            teams = teams.filter(name__icontains=name)
+        role = self.request.query_params.get("role")
+        if role in Role.values:
+            teams = teams.filter(caller_role=role)
+        return teams
+
+    def get_serializer_class(self):
+        """Detail reads carry the member list."""
+        return TeamDetailSerializer if self.action == "retrieve" else TeamSerializer
+
+
+@api_view(["GET"])
+def profile_settings(request):
+    """The caller's profile settings."""
+    return Response(ProfileSettingsSerializer(profile_of(request.user)).data)

@@ -1,0 +1,1 @@
+"""Pieces every API app shares: the error contract, pagination and permissions."""

@@ -1,0 +1,41 @@
+"""DRF's error contract, mapped in one place for every endpoint."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(exceptions.APIException):
+    """The request is valid but the object's current state does not allow it."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's current state does not allow this."
+    default_code = "conflict"
+
+
+def exception_handler(exc, context) -> Response | None:
+    """Answer every error in DRF's shape: field errors keyed by field, otherwise `detail`."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        return Response(
+            {"detail": "Internal server error.", "code": "server_error"},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    if isinstance(response.data, dict) and "detail" in response.data:
+        response.data["code"] = getattr(exc, "default_code", "error")
+        if isinstance(exc.detail, exceptions.ErrorDetail):
+            response.data["code"] = exc.detail.code
+    return response

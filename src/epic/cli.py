@@ -1,0 +1,143 @@
+"""The `epic` command: serve the product, run a worker, and administer its state."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+from pathlib import Path
+
+
+def _setup_django() -> None:
+    """Configure Django and bring the database and default catalog up to date."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "epic.settings")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0, interactive=False)
+
+    from epic.catalog.defaults import ensure_default_catalog
+
+    ensure_default_catalog()
+
+
+def _serve(args) -> int:
+    """Run the API, the S3 endpoint and the worker."""
+    from epic.server import serve
+
+    serve(args.host, args.port, args.s3_port if args.s3_port is not None else _next(args.port))
+    return 0
+
+
+def _next(port: int) -> int:
+    """The S3 port beside the API port (0 stays 0: any free port)."""
+    return port + 1 if port else 0
+
+
+def _worker(args) -> int:
+    """Run only the worker, for deployments that keep it apart from the API."""
+    from epic.server import wait_for_signal
+    from epic.worker.loop import Worker
+
+    stop = threading.Event()
+    thread = threading.Thread(target=Worker().run, args=(stop,), name="epic-worker")
+    thread.start()
+    wait_for_signal(stop)
+    thread.join()
+    return 0
+
+
+def _user_create(args) -> int:
+    """Create a user, and their team if it is new."""
+    from django.db import IntegrityError
+
+    from epic.accounts.services import create_user
+
+    try:
+        user = create_user(args.name, args.team, role=args.role, email=args.email or "")
+    except IntegrityError:
+        print(f"epic: a user named {args.name} exists already", file=sys.stderr)
+        return 1
+    print(f"Created user {user.username} (id {user.pk}) in team {args.team} as {args.role}")
+    return 0
+
+
+def _token_create(args) -> int:
+    """Print a new API token for a user, and nothing else."""
+    from django.contrib.auth import get_user_model
+
+    from epic.accounts.services import issue_token
+
+    try:
+        print(issue_token(args.name))
+    except get_user_model().DoesNotExist:
+        print(f"epic: no user named {args.name}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _catalog_load(args) -> int:
+    """Load clusters, queues and applications from a YAML file."""
+    from epic.catalog.loader import CatalogError, load_catalog_file
+
+    try:
+        counts = load_catalog_file(Path(args.file))
+    except (CatalogError, OSError) as error:
+        print(f"epic: {error}", file=sys.stderr)
+        return 1
+    print(", ".join(f"{count} {kind}" for kind, count in counts.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's grammar."""
+    parser = argparse.ArgumentParser(prog="epic", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API, the S3 endpoint and the worker")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--s3-port", type=int, default=None, help="default: the API port + 1")
+    serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser("worker", help="run a worker without the API")
+    worker.set_defaults(handler=_worker)
+
+    admin = commands.add_parser("admin", help="administer users, tokens and the catalog")
+    areas = admin.add_subparsers(dest="area", required=True)
+    _add_admin_commands(areas)
+    return parser
+
+
+def _add_admin_commands(areas) -> None:
+    """The `epic admin` sub-commands."""
+    user = areas.add_parser("user").add_subparsers(dest="action", required=True)
+    create = user.add_parser("create", help="create a user (and the team if new)")
+    create.add_argument("name")
+    create.add_argument("--team", required=True)
+    create.add_argument("--role", choices=["owner", "admin", "user"], default="user")
+    create.add_argument("--email")
+    create.set_defaults(handler=_user_create)
+
+    token = areas.add_parser("token").add_subparsers(dest="action", required=True)
+    token_create = token.add_parser("create", help="print a new API token for a user")
+    token_create.add_argument("name")
+    token_create.set_defaults(handler=_token_create)
+
+    catalog = areas.add_parser("catalog").add_subparsers(dest="action", required=True)
+    load = catalog.add_parser("load", help="load queues and applications from a YAML file")
+    load.add_argument("file")
+    load.set_defaults(handler=_catalog_load)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `epic` command."""
+    args = build_parser().parse_args(argv)
+    _setup_django()
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

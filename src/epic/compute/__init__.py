@@ -1,0 +1,1 @@
+"""Compute backends: where job steps run, behind one small interface."""

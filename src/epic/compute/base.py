@@ -1,0 +1,69 @@
+"""The interface every compute backend implements, and the types it speaks in."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StepLaunch:
+    """Everything a backend needs to start one job step."""
+
+    step_id: int
+    case_dir: Path
+    step_dir: Path
+    plan: dict
+    num_tasks: int
+    threads_per_task: int
+    max_runtime_hours: int
+    environment: dict[str, str]
+
+
+class RunState(enum.Enum):
+    """What a backend knows of a step it started."""
+
+    RUNNING = "running"
+    EXITED = "exited"
+    # The step's processes are gone without a recorded exit code (killed or lost in a crash).
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """The backend's view of one started step."""
+
+    state: RunState
+    exit_code: int | None = None
+    ended_at: datetime | None = None
+
+
+class ComputeBackend(Protocol):
+    """Starts, watches and stops job steps on one cluster."""
+
+    def capacity(self) -> int | None:
+        """Cores the backend may use at once, or None where the scheduler decides."""
+        ...
+
+    def start(self, launch: StepLaunch) -> int:
+        """Start a step and return its backend id (a PID or a scheduler job id)."""
+        ...
+
+    def status(self, launch: StepLaunch, backend_id: int) -> RunStatus:
+        """Report whether a started step still runs, and its exit code once it ended."""
+        ...
+
+    def stop(self, launch: StepLaunch, backend_id: int, force: bool = False) -> None:
+        """Ask a step to stop (SIGTERM), or kill it when `force` is true."""
+        ...
+
+    def read_logs(self, launch: StepLaunch, limit: int) -> tuple[str, str]:
+        """Return the last `limit` bytes of the step's stdout and stderr."""
+        ...
+
+    def stdout_lines(self, launch: StepLaunch):
+        """Iterate over the whole stdout of a step, line by line."""
+        ...

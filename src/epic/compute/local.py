@@ -1,0 +1,178 @@
+"""The local compute backend: job steps run as process groups on the server's own machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from epic.compute.base import RunState, RunStatus, StepLaunch
+
+logger = logging.getLogger(__name__)
+
+BASE_ENVIRONMENT_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+def mpi_launcher(num_tasks: int) -> list[str]:
+    """mpirun for `num_tasks` ranks, kept on this machine's loopback and shared memory.
+
+    Limitation: Open MPI's runtime still opens short-lived TCP listeners; its options keep them
+    on loopback, but only a private network namespace would hide them entirely.
+    """
+    launcher = [
+        "mpirun",
+        "-np",
+        str(num_tasks),
+        "--oversubscribe",
+        "--mca",
+        "btl",
+        "self,vader",
+        "--mca",
+        "pml",
+        "ob1",
+        "--mca",
+        "oob_tcp_if_include",
+        "lo",
+        "--mca",
+        "btl_tcp_if_include",
+        "lo",
+    ]
+    if os.geteuid() == 0:
+        launcher.append("--allow-run-as-root")
+    return launcher
+
+
+def step_environment(launch: StepLaunch) -> dict[str, str]:
+    """A clean environment for the step: never the server's own (it may hold secrets)."""
+    environment = {key: os.environ[key] for key in BASE_ENVIRONMENT_KEYS if key in os.environ}
+    environment.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    environment["HOME"] = str(launch.case_dir)
+    environment["OMP_NUM_THREADS"] = str(launch.threads_per_task)
+    environment.update(launch.environment)
+    return environment
+
+
+class LocalBackend:
+    """Runs steps through the step runner, each in its own session, on this machine."""
+
+    def __init__(self, cores: int):
+        self.cores = cores
+        self._children: dict[int, subprocess.Popen] = {}
+
+    def capacity(self) -> int | None:
+        """The cores of the queue: never more run at once."""
+        return self.cores
+
+    def start(self, launch: StepLaunch) -> int:
+        """Write the step's spec and start the runner on it; return the runner's PID."""
+        launch.step_dir.mkdir(parents=True, exist_ok=True)
+        spec_path = launch.step_dir / "spec.json"
+        spec_path.write_text(json.dumps(self._spec(launch)))
+        (launch.step_dir / "exit").unlink(missing_ok=True)
+
+        with open(launch.step_dir / "runner.log", "ab") as runner_log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "epic.compute.runner", str(spec_path)],
+                cwd=launch.case_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=runner_log,
+                stderr=runner_log,
+                start_new_session=True,
+                env=step_environment(launch) | {"PYTHONPATH": _package_root()},
+            )
+        self._children[process.pid] = process
+        logger.debug("Started step %s as PID %s", launch.step_id, process.pid)
+        return process.pid
+
+    def _spec(self, launch: StepLaunch) -> dict:
+        """The runner's spec for a step."""
+        return {
+            "case_dir": str(launch.case_dir),
+            "stdout": str(launch.step_dir / "stdout"),
+            "stderr": str(launch.step_dir / "stderr"),
+            "exit_file": str(launch.step_dir / "exit"),
+            "commands": launch.plan.get("commands", []),
+            "files": launch.plan.get("files", {}),
+            "remove": launch.plan.get("remove", []),
+            "environment": step_environment(launch),
+            "mpi_launcher": mpi_launcher(launch.num_tasks),
+        }
+
+    def status(self, launch: StepLaunch, backend_id: int) -> RunStatus:
+        """Read the exit file; otherwise tell a live runner from a lost one."""
+        exit_file = launch.step_dir / "exit"
+        child = self._children.get(backend_id)
+        runner_code = child.poll() if child is not None else None
+        if runner_code is not None:
+            self._children.pop(backend_id, None)
+
+        if exit_file.exists():
+            ended = datetime.fromtimestamp(exit_file.stat().st_mtime, tz=UTC)
+            return RunStatus(RunState.EXITED, int(exit_file.read_text()), ended)
+        if backend_id in self._children or _is_runner(backend_id, launch.step_dir):
+            return RunStatus(RunState.RUNNING)
+        # The runner died before recording an exit code; its own status is all there is.
+        lost_code = None if runner_code is None else _shell_code(runner_code)
+        return RunStatus(RunState.LOST, lost_code, datetime.now(tz=UTC))
+
+    def stop(self, launch: StepLaunch, backend_id: int, force: bool = False) -> None:
+        """Signal the runner's whole process group."""
+        if not (backend_id in self._children or _is_runner(backend_id, launch.step_dir)):
+            return
+        try:
+            os.killpg(backend_id, signal.SIGKILL if force else signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        logger.debug("Sent %s to step %s", "SIGKILL" if force else "SIGTERM", launch.step_id)
+
+    def read_logs(self, launch: StepLaunch, limit: int) -> tuple[str, str]:
+        """The tails of the step's stdout and stderr files."""
+        return (
+            _tail(launch.step_dir / "stdout", limit),
+            _tail(launch.step_dir / "stderr", limit),
+        )
+
+    def stdout_lines(self, launch: StepLaunch):
+        """The step's whole stdout, one line at a time."""
+        path = launch.step_dir / "stdout"
+        if not path.exists():
+            return
+        with open(path, errors="replace") as stdout:
+            yield from stdout
+
+
+def _shell_code(returncode: int) -> int:
+    """A process's return code as a shell reports it (128 + N for signal N)."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def _package_root() -> str:
+    """The folder that holds the `epic` package, for the runner's interpreter."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _is_runner(pid: int, step_dir: Path) -> bool:
+    """Whether `pid` is still this step's runner (PIDs are reused, so check its command line)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return str(step_dir / "spec.json").encode() in cmdline
+
+
+def _tail(path: Path, limit: int) -> str:
+    """The last `limit` bytes of a file, decoded leniently, starting at a whole line."""
+    if not path.exists():
+        return ""
+    with open(path, "rb") as stream:
+        size = stream.seek(0, os.SEEK_END)
+        stream.seek(max(size - limit, 0))
+        data = stream.read()
+    if size > limit and b"\n" in data:
+        data = data.split(b"\n", 1)[1]
+    return data.decode(errors="replace")

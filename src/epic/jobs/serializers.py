@@ -1,0 +1,193 @@
+"""Serializers for job specs (what users send) and jobs and steps (what they read)."""
+
+from rest_framework import serializers
+
+from epic.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from epic.billing.pricing import money_text
+from epic.catalog.serializers import QueueSerializer
+from epic.data.paths import SCHEME, parse_folder_path
+from epic.jobs.models import Job, JobStep, LogRefresh
+
+UPLOAD_ENDINGS = ["complete", "failure", "cancel"]
+TASK_DISTRIBUTIONS = ["core", "socket", "node", "device"]
+MAX_HOURS = 24 * 365
+
+
+class TaskSpecSerializer(serializers.Serializer):
+    """One task of a job: the resources one step needs."""
+
+    reference = StrictCharField(min_length=1, max_length=25)
+    partitions = StrictIntegerField(min_value=1, max_value=100_000)
+    runtime = StrictIntegerField(min_value=1, max_value=MAX_HOURS)
+    task_distribution = serializers.ChoiceField(choices=TASK_DISTRIBUTIONS, default="core")
+    tasks_per_device = StrictIntegerField(min_value=1, max_value=1024, default=1)
+    hyperthreading = StrictBooleanField(default=True)
+
+
+class JobSpecSerializer(serializers.Serializer):
+    """What to run: an application version, its tasks, and optionally a project and queue."""
+
+    app_code = StrictCharField(min_length=1, max_length=30)
+    project = StrictIntegerField(min_value=-1, required=False, allow_null=True)
+    tasks = TaskSpecSerializer(many=True, allow_empty=False, max_length=32)
+    queue_code = StrictCharField(min_length=1, max_length=100, required=False)
+
+
+class ClusterSpecSerializer(serializers.Serializer):
+    """Where to run."""
+
+    queue_code = StrictCharField(min_length=1, max_length=100)
+
+
+class DataSpecSerializer(serializers.Serializer):
+    """A folder of the user's data, as an epic:// path."""
+
+    path = StrictCharField(max_length=len(SCHEME) + 1024)
+
+    def validate_path(self, value: str) -> str:
+        """Check the path cannot leave the user's prefix; keep it as the relative folder."""
+        return parse_folder_path(value)
+
+
+class JobConfigurationSerializer(serializers.Serializer):
+    """When results go back to the data store, and how."""
+
+    upload = serializers.ListField(
+        child=serializers.ChoiceField(choices=UPLOAD_ENDINGS), max_length=3, default=list
+    )
+    overwrite_existing = StrictBooleanField(default=True)
+    data_sync_interval = StrictIntegerField(min_value=0, max_value=10**6, default=0)
+    local_submission = StrictBooleanField(default=False)
+
+
+class JobBindingSerializer(serializers.Serializer):
+    """One job of a submission: its spec, options, queue and input folder."""
+
+    name = StrictCharField(min_length=1, max_length=100)
+    spec = JobSpecSerializer()
+    app_options = serializers.DictField(default=dict)
+    cluster = ClusterSpecSerializer()
+    input_data = DataSpecSerializer()
+
+
+class JobArraySpecSerializer(serializers.Serializer):
+    """A submission: one or more jobs that share a configuration and common data."""
+
+    name = StrictCharField(min_length=1, max_length=100, default="Job Array")
+    config = JobConfigurationSerializer()
+    jobs = JobBindingSerializer(many=True, allow_empty=False, max_length=1000)
+    common_data = DataSpecSerializer(required=False, allow_null=True)
+
+
+class JobStepSerializer(serializers.ModelSerializer):
+    """A job step in lists and inside a job."""
+
+    parent_job = serializers.IntegerField(source="job_id")
+    status = serializers.CharField(source="get_state_display")
+    wallclock = serializers.CharField()
+
+    class Meta:
+        model = JobStep
+        fields = [
+            "id",
+            "parent_job",
+            "run_if_previous_step_fails",
+            "step_name",
+            "node_count",
+            "num_tasks",
+            "tasks_per_node",
+            "threads_per_task",
+            "max_runtime",
+            "status",
+            "exit_code",
+            "start",
+            "end",
+            "wallclock",
+            "local_job_id",
+        ]
+
+
+class JobLogSerializer(serializers.Serializer):
+    """The tails of a step's logs."""
+
+    stdout = serializers.CharField(source="stdout_tail")
+    stderr = serializers.CharField(source="stderr_tail")
+    app = serializers.CharField(source="job.app_version.app_code")
+    last_update = serializers.SerializerMethodField()
+
+    def get_last_update(self, step: JobStep) -> str:
+        """When the tails were last read, or an empty string if never."""
+        return step.logs_updated.isoformat() if step.logs_updated else ""
+
+
+class JobStepDetailSerializer(JobStepSerializer):
+    """A job step read on its own, with its logs."""
+
+    logs = JobLogSerializer(source="*")
+
+    class Meta(JobStepSerializer.Meta):
+        fields = [*JobStepSerializer.Meta.fields[:-1], "logs"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    """A job as users read it."""
+
+    app = serializers.CharField(source="app_version.application.product_name")
+    application_version = serializers.CharField(source="app_version.app_code")
+    cost = serializers.SerializerMethodField()
+    status = serializers.CharField(source="get_state_display")
+    submitted_by = serializers.CharField(source="submitted_by.username")
+    submitted_at = serializers.DateTimeField(source="created")
+    finished = serializers.BooleanField()
+    resource = QueueSerializer(source="queue")
+    project = serializers.IntegerField(source="project_id", allow_null=True)
+    invoice_reference = serializers.SerializerMethodField()
+    job_steps = JobStepSerializer(source="steps", many=True)
+    input_data = serializers.SerializerMethodField()
+    array = serializers.IntegerField(source="array_id")
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "name",
+            "app",
+            "app_options",
+            "application_version",
+            "cost",
+            "status",
+            "submitted_by",
+            "submitted_at",
+            "finished",
+            "resource",
+            "project",
+            "invoice_reference",
+            "config",
+            "job_steps",
+            "input_data",
+            "requires_auth",
+            "array",
+        ]
+
+    def get_cost(self, job: Job) -> str:
+        """The quoted maximum cost, in the job's currency."""
+        return money_text(job.quoted_cost, job.cost_currency)
+
+    def get_invoice_reference(self, job: Job) -> str | None:
+        """The invoice reference, or null when none was given."""
+        return job.invoice_reference or None
+
+    def get_input_data(self, job: Job) -> dict:
+        """The input folder as an epic:// path."""
+        return {"path": SCHEME + job.input_path}
+
+
+class LogRefreshSerializer(serializers.ModelSerializer):
+    """A request to refresh a step's logs."""
+
+    job_step = serializers.IntegerField(source="step_id")
+    response_recieved = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = LogRefresh
+        fields = ["id", "job_step", "response_recieved"]

@@ -1,0 +1,235 @@
+"""Submitting, quoting and cancelling jobs: the rules between the API and the worker."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from decimal import Decimal
+
+from django.db import transaction
+from rest_framework import serializers
+
+from epic.billing.pricing import TaskPrice, price_task
+from epic.catalog.models import ApplicationVersion, Queue
+from epic.jobs.models import Job, JobArray, JobStep
+from epic.projects.models import Project
+from epic.software.base import StepPlan, TaskSpec
+from epic.software.registry import get_driver
+from epic.worker.wakeup import wake_worker
+
+logger = logging.getLogger(__name__)
+
+
+def find_version(app_code: str) -> ApplicationVersion:
+    """The application version with this code, or a field error on app_code."""
+    version = ApplicationVersion.objects.filter(app_code=app_code).first()
+    if version is None:
+        raise serializers.ValidationError({"app_code": [f"No application version {app_code}."]})
+    return version
+
+
+def find_queue(queue_code: str, version: ApplicationVersion) -> Queue:
+    """The queue with this code that runs `version` and takes jobs, or a field error."""
+    queue = Queue.objects.select_related("cluster").filter(queue_code=queue_code).first()
+    if queue is None:
+        raise serializers.ValidationError({"queue_code": [f"No queue {queue_code}."]})
+    if not version.queues.filter(pk=queue.pk).exists():
+        raise serializers.ValidationError(
+            {"queue_code": [f"{version.app_code} is not available on {queue_code}."]}
+        )
+    if queue.maintenance_mode:
+        raise serializers.ValidationError({"queue_code": [f"{queue_code} is in maintenance."]})
+    return queue
+
+
+def find_project(project_id: int | None, membership) -> Project | None:
+    """The team project the user may bill, None for no project, or a field error."""
+    if project_id in (None, -1):
+        return None
+    project = Project.objects.filter(pk=project_id, team=membership.team).first()
+    if project is None:
+        raise serializers.ValidationError({"project": [f"No project {project_id}."]})
+    if not project.may_bill(membership.user):
+        raise serializers.ValidationError({"project": ["This project takes no jobs from you."]})
+    return project
+
+
+def task_specs(tasks: list[dict]) -> list[TaskSpec]:
+    """TaskSpec objects from validated task dictionaries."""
+    return [TaskSpec(**task) for task in tasks]
+
+
+def check_fits(plans: list[StepPlan], queue: Queue) -> None:
+    """Refuse steps that need more cores or hours than the queue allows."""
+    for plan in plans:
+        cores = plan.num_tasks * plan.threads_per_task
+        if cores > queue.max_allocation:
+            raise serializers.ValidationError(
+                {
+                    "tasks": [
+                        f"{plan.name} needs {cores} cores; {queue.queue_code} allows "
+                        f"{queue.max_allocation}."
+                    ]
+                }
+            )
+        if plan.max_runtime_hours > queue.max_runtime:
+            raise serializers.ValidationError(
+                {
+                    "tasks": [
+                        f"{plan.name} asks for {plan.max_runtime_hours} h; "
+                        f"{queue.queue_code} allows {queue.max_runtime} h."
+                    ]
+                }
+            )
+
+
+def prepare_binding(binding: dict, membership) -> dict:
+    """Resolve one job of a submission against the catalog; raise errors keyed by field."""
+    spec = binding["spec"]
+    try:
+        version = find_version(spec["app_code"])
+    except serializers.ValidationError as error:
+        raise serializers.ValidationError({"spec": error.detail}) from error
+    try:
+        queue = find_queue(binding["cluster"]["queue_code"], version)
+    except serializers.ValidationError as error:
+        raise serializers.ValidationError({"cluster": error.detail}) from error
+
+    driver = get_driver(version.driver)
+    tasks = task_specs(spec["tasks"])
+    try:
+        options = driver.validate(binding["app_options"], tasks)
+    except serializers.ValidationError as error:
+        key = "spec" if "tasks" in error.detail else "app_options"
+        raise serializers.ValidationError({key: error.detail}) from error
+    plans = driver.plan_steps(options, tasks)
+    try:
+        check_fits(plans, queue)
+        project = find_project(spec.get("project"), membership)
+    except serializers.ValidationError as error:
+        raise serializers.ValidationError({"spec": error.detail}) from error
+
+    cost = sum((price_plan(plan, queue).total for plan in plans), Decimal(0))
+    return {
+        **binding,
+        "version": version,
+        "queue": queue,
+        "options": options,
+        "plans": plans,
+        "project": project,
+        "cost": cost,
+    }
+
+
+def price_plan(plan: StepPlan, queue: Queue) -> TaskPrice:
+    """The most a planned step can cost on a queue."""
+    cores = plan.num_tasks * plan.threads_per_task
+    return price_task(queue, plan.name, cores, plan.max_runtime_hours)
+
+
+@transaction.atomic
+def submit(array_spec: dict, prepared: list[dict], membership) -> list[Job]:
+    """Create the array, its jobs and their steps in one transaction, then wake the worker."""
+    common = array_spec.get("common_data") or {}
+    array = JobArray.objects.create(
+        team=membership.team,
+        name=array_spec["name"],
+        submitted_by=membership.user,
+        common_path=common.get("path", ""),
+    )
+    jobs = [_create_job(array, binding, array_spec["config"], membership) for binding in prepared]
+    transaction.on_commit(wake_worker)
+    logger.info("Array %s: %d jobs submitted by %s", array.pk, len(jobs), membership.user)
+    return jobs
+
+
+def _create_job(array: JobArray, binding: dict, config: dict, membership) -> Job:
+    """Create one job and its steps from a prepared binding."""
+    job = Job.objects.create(
+        array=array,
+        team=membership.team,
+        submitted_by=membership.user,
+        name=binding["name"],
+        app_version=binding["version"],
+        queue=binding["queue"],
+        project=binding["project"],
+        app_options=binding["options"],
+        config=config,
+        input_path=binding["input_data"]["path"],
+        quoted_cost=binding["cost"],
+    )
+    JobStep.objects.bulk_create(
+        _step(job, index, plan) for index, plan in enumerate(binding["plans"])
+    )
+    return job
+
+
+def _step(job: Job, index: int, plan: StepPlan) -> JobStep:
+    """A JobStep row for a planned step."""
+    return JobStep(
+        job=job,
+        index=index,
+        step_name=plan.name,
+        run_if_previous_step_fails=plan.run_if_previous_step_fails,
+        num_tasks=plan.num_tasks,
+        tasks_per_node=plan.num_tasks,
+        threads_per_task=plan.threads_per_task,
+        max_runtime=plan.max_runtime_hours,
+        plan={
+            "commands": [asdict(command) for command in plan.commands],
+            "files": dict(plan.files),
+            "remove": list(plan.remove),
+            "environment": dict(plan.environment),
+        },
+    )
+
+
+def request_cancel(job: Job) -> None:
+    """Ask the worker to cancel a job; a finished job stays as it is."""
+    if job.finished:
+        return
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    transaction.on_commit(wake_worker)
+    logger.info("Job %s: cancellation requested", job.pk)
+
+
+def quote(spec: dict, membership) -> dict:
+    """Price a job spec on every queue that can run it (or only the one named)."""
+    version = find_version(spec["app_code"])
+    find_project(spec.get("project"), membership)
+    queues = version.queues.select_related("cluster").filter(maintenance_mode=False)
+    if spec.get("queue_code"):
+        queues = [find_queue(spec["queue_code"], version)]
+
+    tasks = task_specs(spec["tasks"])
+    task_quotes, totals = [], []
+    for queue in queues:
+        prices = _price_tasks(tasks, queue)
+        if prices is None:
+            continue
+        task_quotes.extend(prices)
+        totals.append(_sum_prices(prices, queue))
+    return {"task_quotes": task_quotes, "totals": totals}
+
+
+def _price_tasks(tasks: list[TaskSpec], queue: Queue) -> list[TaskPrice] | None:
+    """Price each task on a queue, or None if the queue cannot run one of them."""
+    prices = []
+    for task in tasks:
+        if task.partitions > queue.max_allocation or task.runtime > queue.max_runtime:
+            return None
+        prices.append(price_task(queue, task.reference, task.partitions, task.runtime))
+    return prices
+
+
+def _sum_prices(prices: list[TaskPrice], queue: Queue) -> TaskPrice:
+    """The itemised total of a queue's task prices."""
+    return TaskPrice(
+        reference="total",
+        queue_code=queue.queue_code,
+        iaas_cost=sum((price.iaas_cost for price in prices), Decimal(0)),
+        software_cost=sum((price.software_cost for price in prices), Decimal(0)),
+        service_charge=sum((price.service_charge for price in prices), Decimal(0)),
+        discount=sum((price.discount for price in prices), Decimal(0)),
+        tax=sum((price.tax for price in prices), Decimal(0)),
+    )

@@ -1,0 +1,184 @@
+"""Job, job step and log refresh endpoints."""
+
+from datetime import timedelta
+
+from django.db.models import Prefetch
+from django.utils import timezone
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from epic.accounts.services import current_membership
+from epic.billing.pricing import money
+from epic.jobs import residuals
+from epic.jobs.models import Job, JobStep, LogRefresh
+from epic.jobs.serializers import (
+    JobArraySpecSerializer,
+    JobSerializer,
+    JobSpecSerializer,
+    JobStepDetailSerializer,
+    JobStepSerializer,
+    LogRefreshSerializer,
+)
+from epic.jobs.services import prepare_binding, quote, request_cancel, submit
+from epic.jobs.states import StepState
+from epic.worker.wakeup import wake_worker
+
+# A refresh answered this recently counts as an answer to a repeated request.
+REFRESH_REUSE = timedelta(seconds=5)
+
+
+def positive_int_param(request, name: str) -> int | None:
+    """An optional positive integer query parameter, or a 400 naming it."""
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if not value.isdigit():
+        raise serializers.ValidationError({name: ["Must be a positive integer."]})
+    return int(value)
+
+
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The jobs of the caller's current team."""
+
+    serializer_class = JobSerializer
+
+    def get_queryset(self):
+        """The team's jobs, newest first, with what the serializer reads prefetched."""
+        team = current_membership(self.request).team
+        jobs = (
+            Job.objects.filter(team=team)
+            .select_related("app_version__application", "submitted_by", "queue__cluster")
+            .prefetch_related(Prefetch("steps", queryset=JobStep.objects.order_by("index")))
+            .order_by("-id")
+        )
+        array = positive_int_param(self.request, "job_array")
+        if array is not None:
+            jobs = jobs.filter(array_id=array)
+        return jobs
+
+    def create(self, request):
+        """Submit a job array; answer the created jobs."""
+        membership = current_membership(request)
+        spec = JobArraySpecSerializer(data=request.data)
+        spec.is_valid(raise_exception=True)
+
+        prepared, errors = [], {}
+        for index, binding in enumerate(spec.validated_data["jobs"]):
+            try:
+                prepared.append(prepare_binding(binding, membership))
+            except serializers.ValidationError as error:
+                errors[index] = error.detail
+        if errors:
+            raise serializers.ValidationError({"jobs": errors})
+
+        jobs = submit(spec.validated_data, prepared, membership)
+        created = self.get_queryset().filter(pk__in=[job.pk for job in jobs]).order_by("id")
+        return Response(JobSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
+
+    @action(detail=False, methods=["post"])
+    def quote(self, request):
+        """Price a job spec on the queues that can run it."""
+        spec = JobSpecSerializer(data=request.data)
+        spec.is_valid(raise_exception=True)
+        answer = quote(spec.validated_data, current_membership(request))
+        return Response(
+            {
+                "task_quotes": [_price_json(price) for price in answer["task_quotes"]],
+                "totals": [_price_json(price) for price in answer["totals"]],
+            }
+        )
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel the job: running steps are stopped and no more start."""
+        request_cancel(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @action(detail=True, methods=["get"])
+    def residuals(self, request, pk=None):
+        """The solver residuals of the job, with simulation time as the x axis."""
+        job = self.get_object()
+        variables = request.query_params.get("variables")
+        wanted = [name for name in variables.split(",") if name] if variables else None
+        return Response(residuals.for_job(job, wanted))
+
+
+def _price_json(price) -> dict:
+    """A TaskPrice as the API shows it."""
+    return {
+        "reference": price.reference,
+        "queue_code": price.queue_code,
+        "iaas_cost": money(price.iaas_cost),
+        "software_cost": money(price.software_cost),
+        "service_charge": money(price.service_charge),
+        "discount": money(price.discount),
+        "tax": money(price.tax),
+        "total": money(price.total),
+    }
+
+
+class JobStepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """The steps of the caller's current team's jobs."""
+
+    def get_queryset(self):
+        """The team's steps, filtered by parent_job."""
+        team = current_membership(self.request).team
+        steps = (
+            JobStep.objects.filter(job__team=team)
+            .select_related("job__app_version")
+            .order_by("-job_id", "index")
+        )
+        parent = positive_int_param(self.request, "parent_job")
+        if parent is not None:
+            steps = steps.filter(job_id=parent)
+        return steps
+
+    def get_serializer_class(self):
+        """Reads carry the logs; lists carry the scheduler id."""
+        return JobStepSerializer if self.action == "list" else JobStepDetailSerializer
+
+    @action(detail=True, methods=["get"])
+    def logs(self, request, pk=None):
+        """The latest tails of the step's stdout and stderr."""
+        step = self.get_object()
+        return Response(JobStepDetailSerializer(step).data["logs"])
+
+
+class LogRefreshViewSet(
+    mixins.CreateModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Requests to refresh a running step's logs."""
+
+    serializer_class = LogRefreshSerializer
+
+    def get_queryset(self):
+        """Refresh requests of the caller's current team."""
+        team = current_membership(self.request).team
+        return LogRefresh.objects.filter(step__job__team=team)
+
+    def create(self, request):
+        """Ask for fresh logs; a recent answer or a step that has ended answers at once."""
+        step_id = request.data.get("job_step") if isinstance(request.data, dict) else None
+        if isinstance(step_id, bool) or not isinstance(step_id, int):
+            raise serializers.ValidationError({"job_step": ["A job step id is required."]})
+        team = current_membership(request).team
+        step = JobStep.objects.filter(pk=step_id, job__team=team).first()
+        if step is None:
+            raise serializers.ValidationError({"job_step": [f"No job step {step_id}."]})
+
+        refresh = self._recent_answer(step) or self._new_request(step, request.user)
+        return Response(LogRefreshSerializer(refresh).data, status=status.HTTP_201_CREATED)
+
+    def _recent_answer(self, step: JobStep) -> LogRefresh | None:
+        """A refresh of this step answered in the last few seconds."""
+        since = timezone.now() - REFRESH_REUSE
+        return step.refreshes.filter(answered_at__gte=since).order_by("-id").first()
+
+    def _new_request(self, step: JobStep, user) -> LogRefresh:
+        """A new request; steps that are not running have final logs, so it is answered now."""
+        answered = None if step.state == StepState.RUNNING else timezone.now()
+        refresh = LogRefresh.objects.create(step=step, requested_by=user, answered_at=answered)
+        if answered is None:
+            wake_worker()
+        return refresh

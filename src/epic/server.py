@@ -1,0 +1,92 @@
+"""`epic serve`: the API, the built-in S3 endpoint and the worker in one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+
+from cheroot import wsgi
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+SERVER_THREADS = 16
+
+
+@dataclass
+class Endpoints:
+    """Where the running servers listen."""
+
+    api_url: str
+    s3_url: str
+
+
+def _url(host: str, port: int) -> str:
+    """An http URL for a bound address, bracketing IPv6 hosts."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def _bind(host: str, port: int, app) -> wsgi.Server:
+    """Create a cheroot server and bind it now, so that port 0 resolves to a real port."""
+    server = wsgi.Server((host, port), app, numthreads=SERVER_THREADS)
+    server.prepare()
+    return server
+
+
+def _s3_application():
+    """The built-in S3 endpoint over this installation's data store."""
+    from epic.data.s3.app import S3Application
+    from epic.data.services import object_store, resolve_credential
+
+    object_store().remove_stale()
+    return S3Application(
+        object_store(),
+        bucket=settings.EPIC_S3_BUCKET,
+        region=settings.EPIC_S3_REGION,
+        resolve_credential=resolve_credential,
+    )
+
+
+def serve(host: str, port: int, s3_port: int) -> None:
+    """Serve until SIGINT or SIGTERM, then stop accepting and let running work be."""
+    from django.core.wsgi import get_wsgi_application
+
+    from epic.worker.loop import Worker
+
+    s3_server = _bind(host, s3_port, _s3_application())
+    s3_url = settings.EPIC_S3_ENDPOINT_URL or _url(host, s3_server.bind_addr[1])
+    settings.EPIC_S3_ENDPOINT_URL = s3_url
+    api_server = _bind(host, port, get_wsgi_application())
+    endpoints = Endpoints(api_url=_url(host, api_server.bind_addr[1]) + "/api/v2", s3_url=s3_url)
+
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=api_server.serve, name="epic-api", daemon=True),
+        threading.Thread(target=s3_server.serve, name="epic-s3", daemon=True),
+    ]
+    if settings.EPIC_EMBEDDED_WORKER:
+        threads.append(threading.Thread(target=Worker().run, args=(stop,), name="epic-worker"))
+    for thread in threads:
+        thread.start()
+
+    print(f"EPIC API:          {endpoints.api_url}", flush=True)
+    print(f"EPIC S3 endpoint:  {endpoints.s3_url}", flush=True)
+    print(f"EPIC_HOME:         {settings.EPIC_HOME}", flush=True)
+    wait_for_signal(stop)
+
+    api_server.stop()
+    s3_server.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+    logger.info("Stopped")
+
+
+def wait_for_signal(stop: threading.Event) -> None:
+    """Block until SIGINT or SIGTERM arrives, then set `stop`."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.is_set():
+        stop.wait(1)

@@ -1,0 +1,109 @@
+"""Django settings, read from the environment so one code base serves every deployment."""
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+EPIC_HOME = Path(os.environ.get("EPIC_HOME", Path.home() / ".epic")).expanduser().resolve()
+EPIC_DATA_ROOT = EPIC_HOME / "data"
+EPIC_WORK_ROOT = EPIC_HOME / "work"
+
+# Where the built-in S3 endpoint is reachable, written by `epic serve` for the API to hand out.
+EPIC_S3_ENDPOINT_URL = os.environ.get("EPIC_S3_ENDPOINT_URL", "")
+EPIC_S3_BUCKET = os.environ.get("EPIC_S3_BUCKET", "epic")
+EPIC_S3_REGION = os.environ.get("EPIC_S3_REGION", "us-east-1")
+EPIC_DATA_SESSION_SECONDS = int(os.environ.get("EPIC_DATA_SESSION_SECONDS", "3600"))
+
+# How often the worker looks for work when nobody wakes it.
+EPIC_WORKER_POLL_SECONDS = float(os.environ.get("EPIC_WORKER_POLL_SECONDS", "0.25"))
+# Run the worker inside `epic serve` (embedded mode); scale-out runs `epic worker` instead.
+EPIC_EMBEDDED_WORKER = os.environ.get("EPIC_EMBEDDED_WORKER", "1") == "1"
+
+
+def _secret_key() -> str:
+    """Read the signing key from the environment or from EPIC_HOME, creating it once."""
+    if os.environ.get("EPIC_SECRET_KEY"):
+        return os.environ["EPIC_SECRET_KEY"]
+    key_file = EPIC_HOME / "secret_key"
+    if not key_file.exists():
+        EPIC_HOME.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = os.environ.get("EPIC_DEBUG", "0") == "1"
+ALLOWED_HOSTS = os.environ.get("EPIC_ALLOWED_HOSTS", "*").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "rest_framework",
+    "epic.accounts",
+    "epic.projects",
+    "epic.catalog",
+    "epic.jobs",
+    "epic.data",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+ROOT_URLCONF = "epic.urls"
+WSGI_APPLICATION = "epic.wsgi.application"
+
+_database_url = os.environ.get("EPIC_DATABASE_URL")
+if _database_url:
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": EPIC_HOME / "epic.sqlite3",
+            "OPTIONS": {
+                # Writers queue for the lock instead of failing; WAL lets readers run alongside.
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-gb"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": []},
+    }
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["epic.accounts.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "epic.api.pagination.EpicPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "epic.api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "epic": {"handlers": ["console"], "level": os.environ.get("EPIC_LOG_LEVEL", "INFO")},
+    },
+}

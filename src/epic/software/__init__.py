@@ -1,0 +1,1 @@
+"""Application drivers: how an application's options become the commands of its job steps."""

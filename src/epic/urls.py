@@ -1,0 +1,12 @@
+"""The API's routes: every app's under /api/v2/."""
+
+from django.urls import include, path
+
+api = [
+    path("", include("epic.accounts.urls")),
+    path("", include("epic.catalog.urls")),
+    path("", include("epic.jobs.urls")),
+    path("", include("epic.data.urls")),
+]
+
+urlpatterns = [path("api/v2/", include(api))]

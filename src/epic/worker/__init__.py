@@ -1,0 +1,1 @@
+"""The worker: dispatches jobs, runs their steps on compute backends and stages data."""

@@ -1,0 +1,21 @@
+"""Build a backend's StepLaunch from a job step."""
+
+from epic.compute.base import StepLaunch
+from epic.jobs.models import JobStep
+from epic.worker.staging import case_dir, job_dir
+
+
+def launch_for(step: JobStep) -> StepLaunch:
+    """The launch description of a step: its folders, plan, resources and environment."""
+    job = step.job
+    environment = {**job.app_version.environment, **step.plan.get("environment", {})}
+    return StepLaunch(
+        step_id=step.pk,
+        case_dir=case_dir(job.pk),
+        step_dir=job_dir(job.pk) / "steps" / str(step.pk),
+        plan=step.plan,
+        num_tasks=step.num_tasks,
+        threads_per_task=step.threads_per_task,
+        max_runtime_hours=step.max_runtime,
+        environment=environment,
+    )

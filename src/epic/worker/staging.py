@@ -1,0 +1,116 @@
+"""Stage-in and stage-out: copying a job's data between the data store and its case folder."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from epic.data.paths import user_prefix
+from epic.data.store import LocalObjectStore
+
+logger = logging.getLogger(__name__)
+
+JOB_METADATA_SOURCE = "job"
+
+
+class StagingError(RuntimeError):
+    """Data could not be staged; the message is shown to the user."""
+
+
+def job_dir(job_id: int) -> Path:
+    """The job's own folder under EPIC_HOME/work."""
+    return Path(settings.EPIC_WORK_ROOT) / f"job-{job_id}"
+
+
+def case_dir(job_id: int) -> Path:
+    """The folder the job's steps run in: a copy of its input folder."""
+    return job_dir(job_id) / "case"
+
+
+def store_prefix(job) -> str:
+    """The store prefix of the job's input folder (the submitter's prefix plus the folder)."""
+    return user_prefix(job.submitted_by) + job.input_path
+
+
+def stage_in(job, store: LocalObjectStore) -> int:
+    """Copy the job's input folder (and its array's common folder) into the case folder.
+
+    Staging again starts from a clean folder, so an interrupted stage-in is simply redone.
+    Returns the number of files copied.
+    """
+    target = case_dir(job.pk)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+
+    copied = _copy_prefix(store, store_prefix(job), target)
+    if copied == 0:
+        raise StagingError(f"The input folder epic://{job.input_path} is empty or missing.")
+    if job.array.common_path:
+        common = user_prefix(job.submitted_by) + job.array.common_path
+        copied += _copy_prefix(store, common, target / "common")
+    logger.info("Job %s: staged in %d files", job.pk, copied)
+    return copied
+
+
+def _copy_prefix(store: LocalObjectStore, prefix: str, target: Path) -> int:
+    """Copy every object under `prefix` to the same relative path under `target`."""
+    copied = 0
+    for info in store.list(prefix):
+        relative = info.key[len(prefix) :]
+        destination = target / relative
+        if relative == "" or info.key.endswith("/"):
+            destination.mkdir(parents=True, exist_ok=True)
+            continue
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store.path(info.key), destination)
+        copied += 1
+    return copied
+
+
+def stage_out(job, store: LocalObjectStore, excludes: list[str]) -> int:
+    """Upload what the job wrote or changed back to its input folder; return the files sent.
+
+    Files unchanged since stage-in are not sent again. Existing objects are replaced only
+    when the job's config says `overwrite_existing`.
+    """
+    source = case_dir(job.pk)
+    if not source.exists():
+        return 0
+    prefix = store_prefix(job)
+    overwrite = bool(job.config.get("overwrite_existing", True))
+    since = job.staged_in_at.timestamp() if job.staged_in_at else 0.0
+
+    sent = 0
+    for path in _files_to_upload(source, excludes):
+        key = prefix + path.relative_to(source).as_posix()
+        existing = store.head(key)
+        if existing is not None and (not overwrite or path.stat().st_mtime < since):
+            continue
+        store.put_file(key, path, metadata={"source": JOB_METADATA_SOURCE, "job": str(job.pk)})
+        sent += 1
+    logger.info("Job %s: staged out %d files", job.pk, sent)
+    return sent
+
+
+def _files_to_upload(source: Path, excludes: list[str]):
+    """Regular files under `source`, skipping top-level entries that match an exclude pattern."""
+    for directory, folders, files in os.walk(source):
+        relative_dir = Path(directory).relative_to(source)
+        if relative_dir == Path("."):
+            folders[:] = [name for name in folders if not _excluded(name, excludes)]
+            files = [name for name in files if not _excluded(name, excludes)]
+        for name in sorted(files):
+            path = Path(directory) / name
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def _excluded(name: str, excludes: list[str]) -> bool:
+    """Whether a top-level name matches one of the exclude patterns."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in excludes)
