@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from rest_framework.test import APIClient
 
 from epic.accounts.models import Role
 from epic.accounts.services import create_user, issue_token
 from epic.catalog.defaults import ensure_default_catalog
+from epic.data.paths import user_prefix
+from epic.data.services import object_store
+from tests.e2e.servers import reachable_home
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(settings, tmp_path):
-    """Give each test its own data and work folders."""
-    from epic.data.services import object_store
-
-    settings.EPIC_DATA_ROOT = tmp_path / "data"
-    settings.EPIC_WORK_ROOT = tmp_path / "work"
+def isolated_home(settings):
+    """Give each test its own EPIC_HOME, in a folder that job uids can pass through."""
+    home = reachable_home()
+    settings.EPIC_HOME = home
+    settings.EPIC_DATA_ROOT = home / "data"
+    settings.EPIC_WORK_ROOT = home / "work"
     settings.EPIC_S3_ENDPOINT_URL = "http://127.0.0.1:9"
     object_store.cache_clear()
-    yield tmp_path
+    yield home
     object_store.cache_clear()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
@@ -48,3 +54,15 @@ def alice(db, catalog) -> APIClient:
 def bob(db, catalog) -> APIClient:
     """A user of another team, globex."""
     return client_for("bob", "globex")
+
+
+@pytest.fixture
+def upload(tmp_path):
+    """Put a file into a user's data store, as an S3 upload would."""
+
+    def put(user, key: str, content: str) -> None:
+        source = tmp_path / "upload.tmp"
+        source.write_text(content)
+        object_store().put_file(user_prefix(user) + key, source)
+
+    return put

@@ -135,6 +135,8 @@ def _add_admin_commands(areas) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the `epic` command."""
     args = build_parser().parse_args(argv)
+    # State under EPIC_HOME (database, data, secrets) is for the server's user alone.
+    os.umask(0o077)
     _setup_django()
     return args.handler(args)
 

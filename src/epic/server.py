@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from cheroot import wsgi
 from django.conf import settings
@@ -13,6 +14,9 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 SERVER_THREADS = 16
+# Bounds on what one request may send: headers on both ports, bodies on the API's.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_API_BODY_BYTES = 20 * 1024 * 1024
 
 
 @dataclass
@@ -29,9 +33,14 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _bind(host: str, port: int, app) -> wsgi.Server:
-    """Create a cheroot server and bind it now, so that port 0 resolves to a real port."""
+def _bind(host: str, port: int, app, max_body: int = 0) -> wsgi.Server:
+    """Create a cheroot server and bind it now, so that port 0 resolves to a real port.
+
+    `max_body` of 0 means no bound (the S3 endpoint streams bodies of any size to disk).
+    """
     server = wsgi.Server((host, port), app, numthreads=SERVER_THREADS)
+    server.max_request_header_size = MAX_HEADER_BYTES
+    server.max_request_body_size = max_body
     server.prepare()
     return server
 
@@ -54,12 +63,15 @@ def serve(host: str, port: int, s3_port: int) -> None:
     """Serve until SIGINT or SIGTERM, then stop accepting and let running work be."""
     from django.core.wsgi import get_wsgi_application
 
+    from epic.compute.isolation import check_reachable
     from epic.worker.loop import Worker
 
+    if settings.EPIC_ISOLATE_JOBS:
+        check_reachable(Path(settings.EPIC_WORK_ROOT))
     s3_server = _bind(host, s3_port, _s3_application())
     s3_url = settings.EPIC_S3_ENDPOINT_URL or _url(host, s3_server.bind_addr[1])
     settings.EPIC_S3_ENDPOINT_URL = s3_url
-    api_server = _bind(host, port, get_wsgi_application())
+    api_server = _bind(host, port, get_wsgi_application(), MAX_API_BODY_BYTES)
     endpoints = Endpoints(api_url=_url(host, api_server.bind_addr[1]) + "/api/v2", s3_url=s3_url)
 
     stop = threading.Event()

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import dj_database_url
 
-EPIC_HOME = Path(os.environ.get("EPIC_HOME", Path.home() / ".epic")).expanduser().resolve()
+# As root, state goes where the jobs' own uids can pass through to their folders.
+_DEFAULT_HOME = Path("/var/lib/epic") if os.geteuid() == 0 else Path.home() / ".epic"
+EPIC_HOME = Path(os.environ.get("EPIC_HOME", _DEFAULT_HOME)).expanduser().resolve()
 EPIC_DATA_ROOT = EPIC_HOME / "data"
 EPIC_WORK_ROOT = EPIC_HOME / "work"
 
@@ -18,6 +20,13 @@ EPIC_DATA_SESSION_SECONDS = int(os.environ.get("EPIC_DATA_SESSION_SECONDS", "360
 
 # How often the worker looks for work when nobody wakes it.
 EPIC_WORKER_POLL_SECONDS = float(os.environ.get("EPIC_WORKER_POLL_SECONDS", "0.25"))
+# When the server runs as root, each job's processes run under their own unprivileged uid,
+# EPIC_JOB_UID_BASE + job id, so that a job can read neither the server's state nor other jobs.
+EPIC_ISOLATE_JOBS = os.environ.get("EPIC_ISOLATE_JOBS", "1" if os.geteuid() == 0 else "0") == "1"
+EPIC_JOB_UID_BASE = int(os.environ.get("EPIC_JOB_UID_BASE", "1000000"))
+# The interpreter that runs a step's runner under a job uid (it must be world-executable).
+EPIC_RUNNER_PYTHON = os.environ.get("EPIC_RUNNER_PYTHON", "/usr/bin/python3")
+
 # Run the worker inside `epic serve` (embedded mode); scale-out runs `epic worker` instead.
 EPIC_EMBEDDED_WORKER = os.environ.get("EPIC_EMBEDDED_WORKER", "1") == "1"
 
@@ -55,6 +64,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "epic.urls"
+# A submission of a thousand jobs fits well within this.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 WSGI_APPLICATION = "epic.wsgi.application"
 
 _database_url = os.environ.get("EPIC_DATABASE_URL")
@@ -93,7 +104,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "epic.api.pagination.EpicPagination",
     "PAGE_SIZE": 20,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["epic.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "epic.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }

@@ -10,3 +10,6 @@ api = [
 ]
 
 urlpatterns = [path("api/v2/", include(api))]
+
+handler404 = "epic.api.exceptions.not_found"
+handler500 = "epic.api.exceptions.server_error"

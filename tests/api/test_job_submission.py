@@ -38,6 +38,12 @@ def spec_with(**changes):
     return spec
 
 
+@pytest.fixture(autouse=True)
+def case_folder(alice, upload):
+    """Alice's input folder epic://case/ with a script in it."""
+    upload(alice.user, "case/run.sh", "true\n")
+
+
 def test_valid_spec_creates_a_pending_job_with_steps(alice):
     response = alice.post("/api/v2/job/", SCRIPT_JOB, format="json")
 
@@ -59,6 +65,10 @@ def test_valid_spec_creates_a_pending_job_with_steps(alice):
         ({"cluster__queue_code": "nope"}, {"cluster": {"queue_code": ["No queue nope."]}}),
         ({"input_data__path": "epic://case/../other/"}, None),
         ({"input_data__path": "s3://bucket/case/"}, None),
+        (
+            {"input_data__path": "epic://empty/"},
+            {"input_data": {"path": ["epic://empty/ holds no data."]}},
+        ),
         ({"app_options": {"script": "../run.sh"}}, None),
         ({"spec__tasks": []}, None),
         ({"spec__tasks": [{"reference": "run", "partitions": "1", "runtime": 1}]}, None),

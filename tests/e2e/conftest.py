@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import epic_command, start_server
+from tests.e2e.servers import epic_command, reachable_home, start_server
 
 REPO = Path(__file__).resolve().parents[2]
 PYEPIC_VERSION = "1.0.24"
@@ -52,10 +52,9 @@ class RunningServer:
 
 
 @pytest.fixture
-def server(tmp_path: Path):
+def server():
     """A fresh server with a fresh EPIC_HOME and one user, alice, in team acme."""
-    home = tmp_path / "home"
-    home.mkdir()
+    home = reachable_home()
     process, api_url, s3_url = start_server(home)
     epic_command(home, "admin", "user", "create", "alice", "--team", "acme")
     token = epic_command(home, "admin", "token", "create", "alice").strip()
@@ -66,6 +65,7 @@ def server(tmp_path: Path):
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 EPIC = Path(sys.executable).parent / "epic"
@@ -51,3 +52,10 @@ def epic_command(home: Path, *args: str) -> str:
     return subprocess.run(
         [str(EPIC), *args], env=server_env(home), capture_output=True, text=True, check=True
     ).stdout
+
+
+def reachable_home() -> Path:
+    """A new folder under the system's temp folder (pytest's own is closed to other uids)."""
+    home = Path(tempfile.mkdtemp(prefix="epic-test-"))
+    home.chmod(0o711)
+    return home

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from epic.data.paths import user_prefix
-from epic.data.services import object_store
 from epic.jobs.models import Job
 from epic.worker.loop import Worker
 
@@ -31,18 +28,6 @@ def script_spec(folder: str, upload=("complete", "failure", "cancel"), partition
             }
         ],
     }
-
-
-@pytest.fixture
-def upload(tmp_path):
-    """Put a file into a user's data store, as an S3 upload would."""
-
-    def put(user, key: str, content: str) -> None:
-        source = tmp_path / "upload.tmp"
-        source.write_text(content)
-        object_store().put_file(user_prefix(user) + key, Path(source))
-
-    return put
 
 
 @pytest.fixture

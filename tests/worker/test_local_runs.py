@@ -61,17 +61,15 @@ def test_results_are_not_uploaded_on_an_ending_not_asked_for(alice, submit_scrip
     assert object_store().head(user_prefix(alice.user) + "case/out.txt") is None
 
 
-def test_missing_input_folder_fails_the_job_before_it_runs(alice, worker):
-    from tests.worker.conftest import script_spec
-
-    response = alice.post("/api/v2/job/", script_spec("absent"), format="json")
-    job_id = response.json()[0]["id"]
+def test_input_deleted_after_submission_fails_the_job_before_it_runs(alice, submit_script, worker):
+    job_id = submit_script("gone", "true\n")
+    object_store().delete(user_prefix(alice.user) + "gone/run.sh")
 
     run_until(worker, finished(job_id))
 
     job = Job.objects.get(pk=job_id)
     assert job.state == JobState.FAILED
-    assert "epic://absent/" in job.status_reason
+    assert "epic://gone/" in job.status_reason
     assert job.steps.get().state == StepState.SKIPPED
 
 

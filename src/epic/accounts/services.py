@@ -1,6 +1,7 @@
 """Account operations shared by the API and the `epic admin` commands."""
 
 import logging
+import re
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -60,6 +61,6 @@ def current_membership(request) -> Membership:
 
 def _team_id(value: str) -> int:
     """Parse the team header, refusing anything but a positive integer."""
-    if not value.isdigit():
+    if not re.fullmatch(r"[1-9][0-9]{0,17}", value):
         raise exceptions.ValidationError({"X-EPIC-Team": ["A team id is a positive integer."]})
     return int(value)

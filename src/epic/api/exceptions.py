@@ -2,8 +2,8 @@
 
 import logging
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -11,12 +11,12 @@ from rest_framework.views import exception_handler as drf_exception_handler
 logger = logging.getLogger(__name__)
 
 
-class Conflict(exceptions.APIException):
-    """The request is valid but the object's current state does not allow it."""
+class RequestTooLarge(exceptions.APIException):
+    """The request body is larger than the API accepts."""
 
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The object's current state does not allow this."
-    default_code = "conflict"
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
 
 
 def exception_handler(exc, context) -> Response | None:
@@ -25,6 +25,8 @@ def exception_handler(exc, context) -> Response | None:
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
 
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -39,3 +41,13 @@ def exception_handler(exc, context) -> Response | None:
         if isinstance(exc.detail, exceptions.ErrorDetail):
             response.data["code"] = exc.detail.code
     return response
+
+
+def not_found(request, exception=None) -> JsonResponse:
+    """A JSON 404 for URLs no endpoint answers."""
+    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+
+
+def server_error(request) -> JsonResponse:
+    """A JSON 500 for errors raised outside DRF's views."""
+    return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)

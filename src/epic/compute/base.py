@@ -13,6 +13,7 @@ from typing import Protocol
 class StepLaunch:
     """Everything a backend needs to start one job step."""
 
+    job_id: int
     step_id: int
     case_dir: Path
     step_dir: Path

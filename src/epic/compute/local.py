@@ -11,11 +11,18 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from django.conf import settings
+
+from epic.compute import runner as runner_module
 from epic.compute.base import RunState, RunStatus, StepLaunch
+from epic.compute.isolation import hand_over, job_uid, kill_all_processes_of
 
 logger = logging.getLogger(__name__)
 
 BASE_ENVIRONMENT_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
+# The runner is stdlib-only; a copy goes into each step folder so that a job's own uid can
+# run it without reading the installed package.
+RUNNER_SOURCE = Path(runner_module.__file__).read_text()
 
 
 def mpi_launcher(num_tasks: int) -> list[str]:
@@ -52,6 +59,7 @@ def step_environment(launch: StepLaunch) -> dict[str, str]:
     environment = {key: os.environ[key] for key in BASE_ENVIRONMENT_KEYS if key in os.environ}
     environment.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     environment["HOME"] = str(launch.case_dir)
+    environment["PWD"] = str(launch.case_dir)
     environment["OMP_NUM_THREADS"] = str(launch.threads_per_task)
     environment.update(launch.environment)
     return environment
@@ -69,29 +77,39 @@ class LocalBackend:
         return self.cores
 
     def start(self, launch: StepLaunch) -> int:
-        """Write the step's spec and start the runner on it; return the runner's PID."""
+        """Write the step's spec and runner, start the runner, and return its PID."""
         launch.step_dir.mkdir(parents=True, exist_ok=True)
-        spec_path = launch.step_dir / "spec.json"
-        spec_path.write_text(json.dumps(self._spec(launch)))
         (launch.step_dir / "exit").unlink(missing_ok=True)
+        uid = job_uid(launch.job_id)
+        runner = launch.step_dir / "runner.py"
+        runner.write_text(RUNNER_SOURCE)
+        spec_path = launch.step_dir / "spec.json"
+        spec_path.write_text(json.dumps(self._spec(launch, isolated=uid is not None)))
+        if uid is not None:
+            hand_over(launch.case_dir, launch.step_dir, uid)
 
         with open(launch.step_dir / "runner.log", "ab") as runner_log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "epic.compute.runner", str(spec_path)],
+                [_runner_python(uid), str(runner), str(spec_path)],
                 cwd=launch.case_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=runner_log,
                 stderr=runner_log,
                 start_new_session=True,
-                env=step_environment(launch) | {"PYTHONPATH": _package_root()},
+                env=step_environment(launch),
+                user=uid,
+                group=uid,
+                extra_groups=[] if uid is not None else None,
+                umask=0o077 if uid is not None else -1,
             )
         self._children[process.pid] = process
-        logger.debug("Started step %s as PID %s", launch.step_id, process.pid)
+        logger.debug("Started step %s as PID %s (uid %s)", launch.step_id, process.pid, uid)
         return process.pid
 
-    def _spec(self, launch: StepLaunch) -> dict:
+    def _spec(self, launch: StepLaunch, isolated: bool) -> dict:
         """The runner's spec for a step."""
         return {
+            "reap_own_uid": isolated,
             "case_dir": str(launch.case_dir),
             "stdout": str(launch.step_dir / "stdout"),
             "stderr": str(launch.step_dir / "stderr"),
@@ -128,6 +146,9 @@ class LocalBackend:
             os.killpg(backend_id, signal.SIGKILL if force else signal.SIGTERM)
         except ProcessLookupError:
             return
+        uid = job_uid(launch.job_id)
+        if force and uid is not None:
+            kill_all_processes_of(uid)
         logger.debug("Sent %s to step %s", "SIGKILL" if force else "SIGTERM", launch.step_id)
 
     def read_logs(self, launch: StepLaunch, limit: int) -> tuple[str, str]:
@@ -151,9 +172,11 @@ def _shell_code(returncode: int) -> int:
     return returncode if returncode >= 0 else 128 - returncode
 
 
-def _package_root() -> str:
-    """The folder that holds the `epic` package, for the runner's interpreter."""
-    return str(Path(__file__).resolve().parents[2])
+def _runner_python(uid: int | None) -> str:
+    """The interpreter of the runner: ours, or the system's where a job uid may not reach ours."""
+    if uid is None:
+        return sys.executable
+    return settings.EPIC_RUNNER_PYTHON
 
 
 def _is_runner(pid: int, step_dir: Path) -> bool:

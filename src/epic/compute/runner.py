@@ -8,6 +8,7 @@ outlives a restart of the server. The exit code is written atomically to the spe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -87,6 +88,30 @@ def _wait(process: subprocess.Popen) -> int:
     return code if code >= 0 else 128 - code
 
 
+def reap_leftovers(spec: dict) -> None:
+    """Kill whatever the step's commands left running, so that nothing outlives the step."""
+    if spec.get("reap_own_uid"):
+        # The step has a uid of its own: kill(-1) reaches every process of it but this one.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(-1, signal.SIGKILL)
+        return
+
+    own_group, own_pid = os.getpgrp(), os.getpid()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != own_pid:
+            _kill_if_in_group(int(entry.name), own_group)
+
+
+def _kill_if_in_group(pid: int, group: int) -> None:
+    """Kill a process if it belongs to the given process group."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if int(fields[2]) == group:
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ValueError, IndexError):
+        return
+
+
 def write_exit_code(path: Path, code: int) -> None:
     """Record the exit code so that it appears whole or not at all."""
     temporary = path.with_suffix(".tmp")
@@ -108,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(spec["stderr"], "a") as stderr:
             stderr.write(f"epic: the step could not run: {error}\n")
         code = 127
+    reap_leftovers(spec)
     write_exit_code(Path(spec["exit_file"]), code)
     return code
 

@@ -43,5 +43,7 @@ def resolve_credential(access_key_id: str) -> S3Credential | None:
 
 @lru_cache(maxsize=1)
 def object_store() -> LocalObjectStore:
-    """The data store of this installation."""
-    return LocalObjectStore(settings.EPIC_DATA_ROOT)
+    """The data store of this installation, readable by the server's user alone."""
+    store = LocalObjectStore(settings.EPIC_DATA_ROOT)
+    settings.EPIC_DATA_ROOT.chmod(0o700)
+    return store

@@ -167,6 +167,7 @@ class JobSerializer(serializers.ModelSerializer):
             "input_data",
             "requires_auth",
             "array",
+            "status_reason",
         ]
 
     def get_cost(self, job: Job) -> str:

@@ -11,6 +11,8 @@ from rest_framework import serializers
 
 from epic.billing.pricing import TaskPrice, price_task
 from epic.catalog.models import ApplicationVersion, Queue
+from epic.data.paths import user_prefix
+from epic.data.services import object_store
 from epic.jobs.models import Job, JobArray, JobStep
 from epic.projects.models import Project
 from epic.software.base import StepPlan, TaskSpec
@@ -54,6 +56,14 @@ def find_project(project_id: int | None, membership) -> Project | None:
     return project
 
 
+def check_input_exists(folder: str, user) -> None:
+    """Refuse an input folder that holds nothing in the user's data store."""
+    if next(iter(object_store().list(user_prefix(user) + folder)), None) is None:
+        raise serializers.ValidationError(
+            {"input_data": {"path": [f"epic://{folder} holds no data."]}}
+        )
+
+
 def task_specs(tasks: list[dict]) -> list[TaskSpec]:
     """TaskSpec objects from validated task dictionaries."""
     return [TaskSpec(**task) for task in tasks]
@@ -95,6 +105,7 @@ def prepare_binding(binding: dict, membership) -> dict:
     except serializers.ValidationError as error:
         raise serializers.ValidationError({"cluster": error.detail}) from error
 
+    check_input_exists(binding["input_data"]["path"], membership.user)
     driver = get_driver(version.driver)
     tasks = task_specs(spec["tasks"])
     try:
@@ -109,7 +120,9 @@ def prepare_binding(binding: dict, membership) -> dict:
     except serializers.ValidationError as error:
         raise serializers.ValidationError({"spec": error.detail}) from error
 
-    cost = sum((price_plan(plan, queue).total for plan in plans), Decimal(0))
+    # The job costs what its tasks were quoted at, so that a quote and its job agree.
+    prices = _price_tasks(tasks, queue) or [price_plan(plan, queue) for plan in plans]
+    cost = sum((price.total for price in prices), Decimal(0))
     return {
         **binding,
         "version": version,

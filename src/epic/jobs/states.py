@@ -66,7 +66,7 @@ FAILED_STEP_STATES = {StepState.FAILED, StepState.TIMED_OUT}
 
 STEP_TRANSITIONS = {
     StepState.PENDING: {StepState.QUEUED, StepState.SKIPPED, StepState.CANCELLED},
-    StepState.QUEUED: {StepState.RUNNING, StepState.CANCELLED},
+    StepState.QUEUED: {StepState.RUNNING, StepState.CANCELLED, StepState.FAILED},
     StepState.RUNNING: {
         StepState.COMPLETE,
         StepState.FAILED,

@@ -1,5 +1,6 @@
 """Job, job step and log refresh endpoints."""
 
+import re
 from datetime import timedelta
 
 from django.db.models import Prefetch
@@ -24,6 +25,7 @@ from epic.jobs.services import prepare_binding, quote, request_cancel, submit
 from epic.jobs.states import StepState
 from epic.worker.wakeup import wake_worker
 
+POSITIVE_ID = re.compile(r"[1-9][0-9]{0,17}")
 # A refresh answered this recently counts as an answer to a repeated request.
 REFRESH_REUSE = timedelta(seconds=5)
 
@@ -33,7 +35,7 @@ def positive_int_param(request, name: str) -> int | None:
     value = request.query_params.get(name)
     if value in (None, ""):
         return None
-    if not value.isdigit():
+    if not POSITIVE_ID.fullmatch(value):
         raise serializers.ValidationError({name: ["Must be a positive integer."]})
     return int(value)
 

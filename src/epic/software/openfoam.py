@@ -22,8 +22,12 @@ SOLVER = "solver"
 RECONSTRUCT = "reconstructPar"
 STEP_NAMES = (BLOCK_MESH, DECOMPOSE, SOLVER, RECONSTRUCT)
 
-# pyepic 1.0.24 runs the solver only after a success and every other step regardless.
-RUN_IF_PREVIOUS_STEP_FAILS = {BLOCK_MESH: True, DECOMPOSE: True, SOLVER: False, RECONSTRUCT: True}
+# Decomposing or solving needs the step before to have worked; reconstructing is still worth
+# doing after a failed solver, so that the time steps it wrote come back reconstructed.
+RUN_IF_PREVIOUS_STEP_FAILS = {BLOCK_MESH: True, DECOMPOSE: False, SOLVER: False, RECONSTRUCT: True}
+# Bounds that keep values meaningful to OpenFOAM (and out of float overflow territory).
+MAX_TIME = 1e12
+MAX_COUNT = 1_000_000
 
 SOLVER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 PARTITION_FOLDERS = "processor*"
@@ -57,9 +61,9 @@ def _check_bool(value: object) -> list[ErrorDetail] | None:
 
 
 def _check_positive_int(value: object) -> list[ErrorDetail] | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT:
         return None
-    return _error("Must be an integer of at least 1.", "invalid")
+    return _error(f"Must be an integer from 1 to {MAX_COUNT}.", "invalid")
 
 
 def _is_number(value: object) -> bool:
@@ -69,9 +73,9 @@ def _is_number(value: object) -> bool:
 
 
 def _check_number(value: object) -> list[ErrorDetail] | None:
-    if _is_number(value) and value >= 0:
+    if _is_number(value) and 0 <= value <= MAX_TIME:
         return None
-    return _error("Must be a finite number of at least 0.", "invalid")
+    return _error(f"Must be a number from 0 to {MAX_TIME:g}.", "invalid")
 
 
 def _check_choice(value: object, choices: tuple[str, ...]) -> list[ErrorDetail] | None:

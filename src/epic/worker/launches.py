@@ -10,6 +10,7 @@ def launch_for(step: JobStep) -> StepLaunch:
     job = step.job
     environment = {**job.app_version.environment, **step.plan.get("environment", {})}
     return StepLaunch(
+        job_id=job.pk,
         step_id=step.pk,
         case_dir=case_dir(job.pk),
         step_dir=job_dir(job.pk) / "steps" / str(step.pk),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -27,6 +27,16 @@ LOG_TAIL_BYTES = 64 * 1024
 LOG_REFRESH_INTERVAL = timedelta(seconds=10)
 # How long a step may take to stop after SIGTERM before it is killed.
 STOP_GRACE = timedelta(seconds=10)
+# How long staging work that failed unexpectedly waits before it is tried again.
+STAGING_RETRY = timedelta(seconds=30)
+
+
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    """The current time, aware."""
+    return timezone.now()
 
 
 class Worker:
@@ -40,6 +50,7 @@ class Worker:
             else None
         )
         self._staging_jobs: set[int] = set()
+        self._retry_after: dict[int, datetime] = {}
         self._lock = threading.Lock()
         self._logs_read_at: dict[int, object] = {}
 
@@ -118,12 +129,11 @@ class Worker:
     def _in_background(self, job_id: int, work, job: Job) -> None:
         """Run staging work in the pool, once per job at a time."""
         with self._lock:
-            if job_id in self._staging_jobs:
+            if job_id in self._staging_jobs or self._retry_after.get(job_id, _EPOCH) > _now():
                 return
             self._staging_jobs.add(job_id)
         if self._staging is None:
-            work(job)
-            self._staging_jobs.discard(job_id)
+            self._guarded(job_id, work, job)
             return
         self._staging.submit(self._guarded, job_id, work, job)
 
@@ -132,11 +142,13 @@ class Worker:
         try:
             work(job)
         except Exception:
-            logger.exception("Job %s: staging failed", job_id)
+            logger.exception("Job %s: staging failed; retrying in %s", job_id, STAGING_RETRY)
+            self._retry_after[job_id] = _now() + STAGING_RETRY
         finally:
             with self._lock:
                 self._staging_jobs.discard(job_id)
-            connection.close()
+            if self._staging is not None:
+                connection.close()
             wake_worker()
 
     def _stage_in(self, job: Job) -> None:
@@ -156,16 +168,27 @@ class Worker:
             self._in_background(job.pk, self._stage_out, job)
 
     def _stage_out(self, job: Job) -> None:
-        """Upload results if the job's ending is one the user asked for, then finish it."""
+        """Upload results if the job's ending is one the user asked for, then finish it.
+
+        A failure to upload ends the job as failed, with the reason; its results stay in its
+        working folder on the server.
+        """
         ending = {
             JobState.COMPLETE: "complete",
             JobState.FAILED: "failure",
             JobState.CANCELLED: "cancel",
         }[job.outcome]
+        final, reason = job.outcome, job.status_reason
         if ending in job.config.get("upload", []) and job.staged_in_at is not None:
-            excludes = lifecycle.upload_excludes(job)
-            stage_out(job, object_store(), excludes)
-        job.move_to(job.outcome)
+            try:
+                report = stage_out(job, object_store(), lifecycle.upload_excludes(job))
+            except OSError as error:
+                logger.exception("Job %s: stage-out failed", job.pk)
+                final, reason = JobState.FAILED, f"Results could not be uploaded: {error}"
+            else:
+                if report.refused:
+                    reason = "Not uploaded: " + "; ".join(report.refused)
+        job.move_to(final, status_reason=reason[:500])
         logger.info("Job %s: %s", job.pk, job.get_state_display())
 
     # Steps
@@ -191,9 +214,15 @@ class Worker:
             busy[queue.pk] = busy.get(queue.pk, 0) + step.cores
 
     def _start_step(self, step: JobStep) -> None:
-        """Hand a step to its backend and record that it runs."""
+        """Hand a step to its backend and record that it runs; a step that cannot start fails."""
         launch = launch_for(step)
-        backend_id = backend_for(step.job.queue).start(launch)
+        try:
+            backend_id = backend_for(step.job.queue).start(launch)
+        except (OSError, RuntimeError) as error:
+            logger.exception("Job %s: step %s could not start", step.job_id, step.step_name)
+            step.move_to(StepState.FAILED, end=timezone.now(), stderr_tail=f"epic: {error}\n")
+            lifecycle.advance(step.job)
+            return
         step.move_to(StepState.RUNNING, local_job_id=backend_id, start=timezone.now())
         logger.info("Job %s: step %s started", step.job_id, step.step_name)
 

@@ -6,12 +6,14 @@ import fnmatch
 import logging
 import os
 import shutil
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
 from epic.data.paths import user_prefix
-from epic.data.store import LocalObjectStore
+from epic.data.store import InvalidKey, KeyConflict, LocalObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -73,29 +75,46 @@ def _copy_prefix(store: LocalObjectStore, prefix: str, target: Path) -> int:
     return copied
 
 
-def stage_out(job, store: LocalObjectStore, excludes: list[str]) -> int:
-    """Upload what the job wrote or changed back to its input folder; return the files sent.
+@dataclass(frozen=True)
+class StageOutReport:
+    """What stage-out sent, and the files the store refused (with the reason)."""
+
+    sent: int
+    refused: list[str]
+
+
+def stage_out(job, store: LocalObjectStore, excludes: list[str]) -> StageOutReport:
+    """Upload what the job wrote or changed back to its input folder.
 
     Files unchanged since stage-in are not sent again. Existing objects are replaced only
-    when the job's config says `overwrite_existing`.
+    when the job's config says `overwrite_existing`. Files whose names the store cannot
+    hold are left in the case folder and reported.
     """
     source = case_dir(job.pk)
     if not source.exists():
-        return 0
+        return StageOutReport(0, [])
     prefix = store_prefix(job)
     overwrite = bool(job.config.get("overwrite_existing", True))
     since = job.staged_in_at.timestamp() if job.staged_in_at else 0.0
 
-    sent = 0
+    sent, refused = 0, []
     for path in _files_to_upload(source, excludes):
         key = prefix + path.relative_to(source).as_posix()
-        existing = store.head(key)
-        if existing is not None and (not overwrite or path.stat().st_mtime < since):
-            continue
-        store.put_file(key, path, metadata={"source": JOB_METADATA_SOURCE, "job": str(job.pk)})
-        sent += 1
+        try:
+            sent += _upload_one(store, key, path, overwrite, since, job.pk)
+        except (InvalidKey, KeyConflict) as error:
+            refused.append(f"{path.relative_to(source)} ({error})")
     logger.info("Job %s: staged out %d files", job.pk, sent)
-    return sent
+    return StageOutReport(sent, refused)
+
+
+def _upload_one(store, key: str, path: Path, overwrite: bool, since: float, job_id: int) -> int:
+    """Upload one result file if it is new or changed; return 1 if it was sent."""
+    existing = store.head(key)
+    if existing is not None and (not overwrite or path.stat().st_mtime < since):
+        return 0
+    store.put_file(key, path, metadata={"source": JOB_METADATA_SOURCE, "job": str(job_id)})
+    return 1
 
 
 def _files_to_upload(source: Path, excludes: list[str]):
@@ -107,8 +126,14 @@ def _files_to_upload(source: Path, excludes: list[str]):
             files = [name for name in files if not _excluded(name, excludes)]
         for name in sorted(files):
             path = Path(directory) / name
-            if path.is_file() and not path.is_symlink():
+            if _is_own_regular_file(path):
                 yield path
+
+
+def _is_own_regular_file(path: Path) -> bool:
+    """A regular file with a single link: never a symlink or a hard link to a file elsewhere."""
+    details = path.lstat()
+    return stat.S_ISREG(details.st_mode) and details.st_nlink == 1
 
 
 def _excluded(name: str, excludes: list[str]) -> bool:
