@@ -34,7 +34,9 @@ def test_non_json_body_is_refused_with_415(alice):
 
 
 @pytest.mark.parametrize("value", ["²", "99999999999999999999999", "-1", "0", "1e3", "x"])
-@pytest.mark.parametrize("filter_path", ["/api/v2/job/?job_array=", "/api/v2/jobstep/?parent_job="])
+@pytest.mark.parametrize(
+    "filter_path", ["/api/v2/job/?job_array=", "/api/v2/jobstep/?parent_job="]
+)
 def test_bad_id_filters_are_refused_naming_the_filter(alice, filter_path, value):
     response = alice.get(filter_path + value)
 
