@@ -4,6 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+S3_PORT ?= $(shell echo $$(($(PORT) + 1)))
 
 .PHONY: install run test lint format benchmarks clean
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: install
-	$(VENV)/bin/epic serve --host $(HOST) --port $(PORT)
+	$(VENV)/bin/epic serve --host $(HOST) --port $(PORT) --s3-port $(S3_PORT)
 
 # The suite runs on SQLite (the embedded default), then on PostgreSQL where one answers.
 POSTGRES_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
