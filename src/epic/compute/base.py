@@ -53,6 +53,14 @@ class ComputeBackend(Protocol):
         """Start a step and return its backend id (a PID or a scheduler job id)."""
         ...
 
+    def refresh(self, running: list[tuple[StepLaunch, int]]) -> None:
+        """Learn the state of all these started steps at once, before `status` asks one by one.
+
+        A scheduler backend makes one query for all of them here; `status` then answers from
+        what this call learned.
+        """
+        ...
+
     def status(self, launch: StepLaunch, backend_id: int) -> RunStatus:
         """Report whether a started step still runs, and its exit code once it ended."""
         ...

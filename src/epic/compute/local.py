@@ -121,6 +121,9 @@ class LocalBackend:
             "mpi_launcher": mpi_launcher(launch.num_tasks),
         }
 
+    def refresh(self, running: list[tuple[StepLaunch, int]]) -> None:
+        """Nothing to batch: `status` reads each step's exit file and process directly."""
+
     def status(self, launch: StepLaunch, backend_id: int) -> RunStatus:
         """Read the exit file; otherwise tell a live runner from a lost one."""
         exit_file = launch.step_dir / "exit"

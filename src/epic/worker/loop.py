@@ -228,9 +228,12 @@ class Worker:
 
     def watch_running_steps(self) -> None:
         """Record steps that ended, stop those over their runtime, refresh stale log tails."""
-        running = JobStep.objects.filter(state=StepState.RUNNING).select_related(
-            "job__queue__cluster", "job__app_version"
+        running = list(
+            JobStep.objects.filter(state=StepState.RUNNING).select_related(
+                "job__queue__cluster", "job__app_version"
+            )
         )
+        self._refresh_backends(running)
         for step in running:
             launch = launch_for(step)
             status = backend_for(step.job.queue).status(launch, step.local_job_id)
@@ -239,6 +242,16 @@ class Worker:
                 self._refresh_logs_if_stale(step)
                 continue
             self._record_end(step, status)
+
+    def _refresh_backends(self, running: list[JobStep]) -> None:
+        """Let each backend learn the state of all its running steps in one go."""
+        by_backend: dict[int, tuple[object, list]] = {}
+        for step in running:
+            backend = backend_for(step.job.queue)
+            entry = by_backend.setdefault(id(backend), (backend, []))
+            entry[1].append((launch_for(step), step.local_job_id))
+        for backend, launches in by_backend.values():
+            backend.refresh(launches)
 
     def _enforce_runtime(self, step: JobStep) -> None:
         """Stop a step that has run longer than its runtime limit."""
