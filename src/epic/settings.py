@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "epic.catalog",
     "epic.jobs",
     "epic.data",
+    "epic.licences",
 ]
 
 MIDDLEWARE = [

@@ -7,6 +7,7 @@ api = [
     path("", include("epic.catalog.urls")),
     path("", include("epic.jobs.urls")),
     path("", include("epic.data.urls")),
+    path("", include("epic.licences.urls")),
 ]
 
 urlpatterns = [path("api/v2/", include(api))]
