@@ -12,7 +12,9 @@ from epic.accounts.services import create_user, issue_token
 from epic.catalog.defaults import ensure_default_catalog
 from epic.data.paths import user_prefix
 from epic.data.services import object_store
+from epic.worker.loop import Worker
 from tests.e2e.servers import reachable_home
+from tests.helpers import script_spec
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +68,22 @@ def upload(tmp_path):
         object_store().put_file(user_prefix(user) + key, source)
 
     return put
+
+
+@pytest.fixture
+def submit_script(alice, upload):
+    """Upload run.sh with the given body into a folder and submit it; return the job id."""
+
+    def submit(folder: str, body: str, **spec_options) -> int:
+        upload(alice.user, f"{folder}/run.sh", body)
+        response = alice.post("/api/v2/job/", script_spec(folder, **spec_options), format="json")
+        assert response.status_code == 201, response.json()
+        return response.json()[0]["id"]
+
+    return submit
+
+
+@pytest.fixture
+def worker():
+    """A worker that stages inline, so that every pass runs on the test's connection."""
+    return Worker(staging_threads=0)

@@ -78,6 +78,25 @@ def _token_create(args) -> int:
     return 0
 
 
+def _project_create(args) -> int:
+    """Create a project (billing code) in a team."""
+    from django.db import IntegrityError
+
+    from epic.accounts.models import Team
+    from epic.projects.services import create_project
+
+    try:
+        project = create_project(args.project_id, args.team, args.description or "")
+    except Team.DoesNotExist:
+        print(f"epic: no team named {args.team}", file=sys.stderr)
+        return 1
+    except IntegrityError:
+        print(f"epic: team {args.team} has a project {args.project_id} already", file=sys.stderr)
+        return 1
+    print(f"Created project {project.project_id} (id {project.pk}) in team {args.team}")
+    return 0
+
+
 def _catalog_load(args) -> int:
     """Load clusters, queues and applications from a YAML file."""
     from epic.catalog.loader import CatalogError, load_catalog_file
@@ -125,6 +144,13 @@ def _add_admin_commands(areas) -> None:
     token_create = token.add_parser("create", help="print a new API token for a user")
     token_create.add_argument("name")
     token_create.set_defaults(handler=_token_create)
+
+    project = areas.add_parser("project").add_subparsers(dest="action", required=True)
+    project_create = project.add_parser("create", help="create a project in a team")
+    project_create.add_argument("project_id")
+    project_create.add_argument("--team", required=True)
+    project_create.add_argument("--description")
+    project_create.set_defaults(handler=_project_create)
 
     catalog = areas.add_parser("catalog").add_subparsers(dest="action", required=True)
     load = catalog.add_parser("load", help="load queues and applications from a YAML file")

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "epic.jobs",
     "epic.data",
     "epic.licences",
+    "epic.billing",
 ]
 
 MIDDLEWARE = [

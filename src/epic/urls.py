@@ -5,6 +5,7 @@ from django.urls import include, path
 api = [
     path("", include("epic.accounts.urls")),
     path("", include("epic.catalog.urls")),
+    path("", include("epic.projects.urls")),
     path("", include("epic.jobs.urls")),
     path("", include("epic.data.urls")),
     path("", include("epic.licences.urls")),

@@ -196,11 +196,14 @@ def test_list_walks_only_the_folder_under_the_prefix(
         put(store, key)
     scanned = []
     real_scandir = os.scandir
-    monkeypatch.setattr(
-        store_module.os, "scandir", lambda path: scanned.append(Path(path)) or real_scandir(path)
-    )
-
-    keys = listed_keys(store, "user-3/cavity/")
+    # Patched only around the listing: os is shared, and teardown's rmtree scans by descriptor.
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            store_module.os,
+            "scandir",
+            lambda path: scanned.append(Path(path)) or real_scandir(path),
+        )
+        keys = listed_keys(store, "user-3/cavity/")
 
     assert keys == ["user-3/cavity/0/U", "user-3/cavity/system/controlDict"]
     cavity = store.root / "objects" / "user-3" / "cavity"
@@ -308,6 +311,20 @@ def test_put_part_refuses_numbers_outside_1_to_10000(store: LocalObjectStore) ->
 
     with pytest.raises(InvalidPart):
         store.put_part(upload_id, 10001, io.BytesIO(b"a"))
+
+
+@pytest.mark.parametrize("number", [0, -1, 10001])
+def test_complete_multipart_refuses_numbers_outside_1_to_10000(
+    store: LocalObjectStore, number: int
+) -> None:
+    upload_id = store.create_multipart("k")
+    etag = store.put_part(upload_id, 1, io.BytesIO(b"a"))
+
+    with pytest.raises(InvalidPart) as excinfo:
+        store.complete_multipart(upload_id, [(number, etag)])
+
+    assert excinfo.type is InvalidPart
+    assert store.head("k") is None
 
 
 def test_abort_multipart_forgets_the_upload(store: LocalObjectStore) -> None:

@@ -13,7 +13,7 @@ from epic.data.services import object_store
 from epic.jobs.models import Job
 from epic.jobs.states import JobState
 from tests.conftest import client_for
-from tests.worker.conftest import finished, run_until
+from tests.helpers import finished, run_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -14,7 +14,7 @@ from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep
 from epic.jobs.states import JobState, StepState
 from epic.worker.loop import Worker
-from tests.worker.conftest import finished, run_until
+from tests.helpers import finished, run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -484,6 +484,8 @@ class LocalObjectStore:
         paths = []
         previous = 0
         for number, etag in parts:
+            if not 1 <= number <= MAX_PART_NUMBER:
+                raise InvalidPart(f"part numbers run from 1 to {MAX_PART_NUMBER}")
             if number <= previous:
                 raise InvalidPartOrder("parts must be listed in ascending order")
             path = folder / f"{number:05d}.{etag}"

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from epic.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from epic.billing.ledger import job_spend
 from epic.billing.pricing import money_text
 from epic.catalog.serializers import QueueSerializer
 from epic.data.paths import SCHEME, parse_folder_path
@@ -171,7 +172,11 @@ class JobSerializer(serializers.ModelSerializer):
         ]
 
     def get_cost(self, job: Job) -> str:
-        """The quoted maximum cost, in the job's currency."""
+        """The quoted maximum until the job ends; then what its steps were charged."""
+        if job.finished:
+            charged = getattr(job, "charged", None)
+            spent = job_spend(job) if charged is None else charged
+            return money_text(spent, job.cost_currency)
         return money_text(job.quoted_cost, job.cost_currency)
 
     def get_invoice_reference(self, job: Job) -> str | None:

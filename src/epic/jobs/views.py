@@ -2,8 +2,10 @@
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -52,6 +54,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             Job.objects.filter(team=team)
             .select_related("app_version__application", "submitted_by", "queue__cluster")
             .prefetch_related(Prefetch("steps", queryset=JobStep.objects.order_by("index")))
+            .annotate(charged=Coalesce(Sum("steps__spend__amount"), Decimal(0)))
             .order_by("-id")
         )
         array = positive_int_param(self.request, "job_array")

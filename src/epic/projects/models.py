@@ -14,6 +14,9 @@ class Project(models.Model):
     description = models.TextField(blank=True, null=True)
     closed = models.BooleanField(default=False)
     all_users = models.BooleanField(default=True)
+    spend_limit = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, help_text="Monthly, in GBP."
+    )
     authorized_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True)
 
     class Meta:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from epic.billing import ledger
 from epic.compute.base import RunState
 from epic.compute.registry import backend_for
 from epic.data.services import object_store
@@ -27,6 +28,8 @@ LOG_TAIL_BYTES = 64 * 1024
 LOG_REFRESH_INTERVAL = timedelta(seconds=10)
 # How long a step may take to stop after SIGTERM before it is killed.
 STOP_GRACE = timedelta(seconds=10)
+# How often a running step's charge is brought up to date in the spend ledger.
+CHARGE_INTERVAL = timedelta(minutes=2)
 # How long staging work that failed unexpectedly waits before it is tried again.
 STAGING_RETRY = timedelta(seconds=30)
 
@@ -51,6 +54,7 @@ class Worker:
         )
         self._staging_jobs: set[int] = set()
         self._retry_after: dict[int, datetime] = {}
+        self._charged_at: dict[int, datetime] = {}
         self._lock = threading.Lock()
         self._logs_read_at: dict[int, object] = {}
 
@@ -240,6 +244,7 @@ class Worker:
             if status.state == RunState.RUNNING:
                 self._enforce_runtime(step)
                 self._refresh_logs_if_stale(step)
+                self._charge_if_due(step)
                 continue
             self._record_end(step, status)
 
@@ -252,6 +257,13 @@ class Worker:
             entry[1].append((launch_for(step), step.local_job_id))
         for backend, launches in by_backend.values():
             backend.refresh(launches)
+
+    def _charge_if_due(self, step: JobStep) -> None:
+        """Charge a running step for what it has used, every CHARGE_INTERVAL."""
+        last = self._charged_at.get(step.pk)
+        if last is None or _now() - last > CHARGE_INTERVAL:
+            ledger.charge(step)
+            self._charged_at[step.pk] = _now()
 
     def _enforce_runtime(self, step: JobStep) -> None:
         """Stop a step that has run longer than its runtime limit."""
@@ -280,6 +292,7 @@ class Worker:
             logs_updated=timezone.now(),
             residuals=lifecycle.read_residuals(step, backend, launch),
         )
+        ledger.charge(step, final=True)
         logger.info("Job %s: step %s %s", step.job_id, step.step_name, new_state.label)
         lifecycle.advance(step.job)
 

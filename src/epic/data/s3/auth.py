@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ MAX_CLOCK_SKEW = timedelta(minutes=15)
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 STREAMING_UNSIGNED_PAYLOAD_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 # Headers that must be signed whenever a request carries them, besides every x-amz-* header.
 _MUST_SIGN = ("host", "content-md5", "content-type")
 
@@ -162,12 +164,13 @@ def signature(secret_key: str, authorization: Authorization, amz_date: str, cano
 def _request_time(headers: Mapping[str, str], now: datetime) -> str:
     """Return the X-Amz-Date value, refusing a missing, malformed or skewed one."""
     amz_date = headers.get("x-amz-date", "")
+    # strptime alone would also read a year written in other scripts' digits.
+    if not _AMZ_DATE.fullmatch(amz_date):
+        raise _invalid_date()
     try:
         moment = datetime.strptime(amz_date, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
     except ValueError as error:
-        raise S3Error(
-            "AccessDenied", "AWS authentication requires a valid x-amz-date header."
-        ) from error
+        raise _invalid_date() from error
     if abs(now - moment) > MAX_CLOCK_SKEW:
         raise S3Error(
             "RequestTimeTooSkewed",
@@ -230,6 +233,11 @@ def _malformed(reason: str) -> S3Error:
     return S3Error(
         "AuthorizationHeaderMalformed", f"The authorization header is malformed; {reason}."
     )
+
+
+def _invalid_date() -> S3Error:
+    """Build S3's error for a missing or malformed X-Amz-Date."""
+    return S3Error("AccessDenied", "AWS authentication requires a valid x-amz-date header.")
 
 
 def _signature_mismatch() -> S3Error:

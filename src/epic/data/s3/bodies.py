@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -19,12 +20,15 @@ from typing import BinaryIO
 
 from epic.data.s3.auth import STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD
 from epic.data.s3.errors import S3Error
+from epic.data.s3.request import parse_decimal
 
 logger = logging.getLogger(__name__)
 
 _LINE_LIMIT = 8192
 _TRAILER_LIMIT = 16
 _BUFFER_SIZE = 64 * 1024
+# A chunk size is bare hex, at most 16 digits: int(..., 16) alone also takes "0x", "+" and "_".
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,16}")
 _CHECKSUM_PREFIX = "x-amz-checksum-"
 # Headers under x-amz-checksum- that describe checksums rather than carry one.
 _CHECKSUM_SETTINGS = ("x-amz-checksum-algorithm", "x-amz-checksum-mode", "x-amz-checksum-type")
@@ -168,11 +172,10 @@ class AwsChunkedReader:
 
     def _next_chunk(self) -> bool:
         """Read the next chunk header; return False at the final zero-length chunk."""
-        header = self._read_line().split(b";", 1)[0].strip()
-        try:
-            self._chunk_left = int(header, 16)
-        except ValueError as error:
-            raise _malformed_chunk() from error
+        size = self._read_line().split(b";", 1)[0].rstrip(b" \t")
+        if not _CHUNK_SIZE.fullmatch(size):
+            raise _malformed_chunk()
+        self._chunk_left = int(size, 16)
         return self._chunk_left > 0
 
     def _finish(self) -> None:
@@ -291,15 +294,18 @@ def header_checksums(headers: Mapping[str, str]) -> ChecksumCheck:
 
 
 def declared_length(
-    headers: Mapping[str, str], max_length: int, too_large: str = "EntityTooLarge"
+    headers: Mapping[str, str],
+    max_length: int,
+    too_large: str = "EntityTooLarge",
+    header: str = "content-length",
 ) -> int:
-    """Return the Content-Length as an int, refusing a missing, malformed or too large one."""
-    value = headers.get("content-length", "")
+    """Return a length header as an int, refusing a missing, malformed or too large one."""
+    value = headers.get(header, "")
     if not value:
-        raise S3Error("MissingContentLength", "You must provide the Content-Length HTTP header.")
-    if not value.isdigit():
-        raise S3Error("InvalidArgument", "The Content-Length header is not a number.")
-    length = int(value)
+        raise S3Error("MissingContentLength", f"You must provide the {header} HTTP header.")
+    length = parse_decimal(value)
+    if length is None:
+        raise S3Error("InvalidArgument", f"The {header} header is not a number.")
     if length > max_length:
         raise S3Error(too_large, f"The body exceeds the maximum allowed size of {max_length}.")
     return length
@@ -314,23 +320,15 @@ def _chunked_body(
 ) -> Body:
     """Wrap an aws-chunked body, which botocore sends with an unsigned payload and a trailer."""
     check_payload_hash(content_sha256)
-    decoded = headers.get("x-amz-decoded-content-length", "")
-    if not decoded.isdigit():
-        raise S3Error(
-            "MissingContentLength", "aws-chunked bodies need x-amz-decoded-content-length."
-        )
-    if int(decoded) > max_length:
-        raise S3Error(
-            "EntityTooLarge", f"The body exceeds the maximum allowed size of {max_length}."
-        )
+    decoded = declared_length(headers, max_length, header="x-amz-decoded-content-length")
 
     trailer_names = {
         name.strip().lower()
         for name in headers.get("x-amz-trailer", "").split(",")
         if name.strip()
     }
-    reader = AwsChunkedReader(source, int(decoded), check, trailer_names)
-    return Body(reader, int(decoded), None)
+    reader = AwsChunkedReader(source, decoded, check, trailer_names)
+    return Body(reader, decoded, None)
 
 
 def _read_source(source: BinaryIO, size: int) -> bytes:

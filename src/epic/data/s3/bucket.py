@@ -12,7 +12,7 @@ from epic.data import store
 from epic.data.s3 import bodies, documents
 from epic.data.s3.errors import S3Error, from_store_error
 from epic.data.s3.objects import quote_etag
-from epic.data.s3.request import Operation, Response, xml_response
+from epic.data.s3.request import Operation, Response, parse_decimal, xml_response
 
 MAX_KEYS = 1000
 
@@ -31,8 +31,8 @@ class ListParameters:
     @classmethod
     def from_query(cls, query: dict[str, str]) -> ListParameters:
         """Read and check the parameters; max-keys defaults to, and is capped at, 1000."""
-        max_keys = query.get("max-keys", str(MAX_KEYS))
-        if not max_keys.isdigit():
+        max_keys = parse_decimal(query.get("max-keys", str(MAX_KEYS)))
+        if max_keys is None:
             raise S3Error("InvalidArgument", "max-keys must be a non-negative integer.")
         encoding = query.get("encoding-type", "")
         if encoding not in ("", "url"):
@@ -40,7 +40,7 @@ class ListParameters:
         return cls(
             prefix=query.get("prefix", ""),
             delimiter=query.get("delimiter", ""),
-            max_keys=min(int(max_keys), MAX_KEYS),
+            max_keys=min(max_keys, MAX_KEYS),
             start_after=query.get("start-after", ""),
             continuation_token=query.get("continuation-token", ""),
             url_encoded=encoding == "url",

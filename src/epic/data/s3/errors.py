@@ -34,6 +34,7 @@ STATUS = {
     "NoSuchUpload": 404,
     "NotImplemented": 501,
     "PreconditionFailed": 412,
+    "RequestHeaderSectionTooLarge": 400,
     "RequestTimeTooSkewed": 403,
     "SignatureDoesNotMatch": 403,
     "XAmzContentSHA256Mismatch": 400,

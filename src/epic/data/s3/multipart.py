@@ -6,7 +6,7 @@ from epic.data import store
 from epic.data.s3 import bodies, documents
 from epic.data.s3.errors import S3Error
 from epic.data.s3.objects import MAX_OBJECT_BYTES, quote_etag, user_metadata
-from epic.data.s3.request import Operation, Response, xml_response
+from epic.data.s3.request import Operation, Response, parse_decimal, xml_response
 
 
 def create_multipart_upload(operation: Operation) -> Response:
@@ -72,21 +72,24 @@ def _upload_of(operation: Operation) -> str:
 
 def _part_number(value: str) -> int:
     """Parse a partNumber query parameter, which S3 allows from 1 to 10000."""
-    if not value.isdigit() or not 1 <= int(value) <= store.MAX_PART_NUMBER:
+    number = parse_decimal(value)
+    if number is None or not 1 <= number <= store.MAX_PART_NUMBER:
         raise S3Error(
             "InvalidArgument",
             f"Part number must be an integer between 1 and {store.MAX_PART_NUMBER}, inclusive",
         )
-    return int(value)
+    return number
 
 
 def _listed_parts(root: documents.ElementTree.Element) -> list[tuple[int, str]]:
     """Read the (PartNumber, ETag) pairs of a CompleteMultipartUpload document."""
     parts = []
     for part in root.findall("Part"):
-        number = documents.child_text(part, "PartNumber") or ""
+        number = parse_decimal((documents.child_text(part, "PartNumber") or "").strip())
         etag = documents.child_text(part, "ETag")
-        if not number.strip().isdigit() or etag is None:
+        if number is None or etag is None:
             raise S3Error("MalformedXML", "Each Part needs a PartNumber and an ETag.")
-        parts.append((int(number), etag))
+        if not 1 <= number <= store.MAX_PART_NUMBER:
+            raise S3Error("InvalidPart", f"Part numbers run from 1 to {store.MAX_PART_NUMBER}.")
+        parts.append((number, etag))
     return parts

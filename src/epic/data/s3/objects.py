@@ -18,7 +18,13 @@ from epic.data.s3.request import Operation, Response
 MAX_OBJECT_BYTES = 5 * 1024**3
 MAX_METADATA_BYTES = 2048
 METADATA_PREFIX = "x-amz-meta-"
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# Only ASCII digits: \d also matches other scripts' digits, such as "٣".
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# A byte position with more significant digits lies past the end of any object.
+_POSITION_DIGITS = 18
+_BEYOND_ANY_OBJECT = 10**_POSITION_DIGITS
+# Longest HTTP date worth parsing; the longest valid form is under 40 characters.
+_MAX_DATE_LENGTH = 64
 
 
 def head_object(operation: Operation) -> Response:
@@ -142,15 +148,16 @@ def parse_range(headers: Mapping[str, str], size: int) -> tuple[int, int] | None
 
     first, last = match.group(1), match.group(2)
     if first == "":
-        length = int(last)
+        length = _position(last)
         if length == 0 or size == 0:
             raise _invalid_range()
         return max(0, size - length), size - 1
-    if last != "" and int(last) < int(first):
+    start = _position(first)
+    if last != "" and _position(last) < start:
         return None
-    if int(first) >= size:
+    if start >= size:
         raise _invalid_range()
-    return int(first), min(int(last), size - 1) if last else size - 1
+    return start, min(_position(last), size - 1) if last else size - 1
 
 
 class FileChunks:
@@ -201,6 +208,14 @@ def _content_response(
     return Response(206, headers, FileChunks(file, first, last - first + 1))
 
 
+def _position(digits: str) -> int:
+    """Read a Range position of any length; one past the end of any object reads as such."""
+    significant = digits.lstrip("0")
+    if len(significant) > _POSITION_DIGITS:
+        return _BEYOND_ANY_OBJECT
+    return int(significant or "0")
+
+
 def _etag_matches(header: str, etag: str) -> bool:
     """Tell whether an If-Match/If-None-Match list names this ETag (or is "*")."""
     candidates = [item.strip().removeprefix("W/").strip('"') for item in header.split(",")]
@@ -221,11 +236,11 @@ def _not_after(modified: datetime, header: str | None) -> bool:
 
 def _http_date(header: str | None) -> datetime | None:
     """Parse an HTTP date header, or return None if absent or malformed."""
-    if not header:
+    if not header or len(header) > _MAX_DATE_LENGTH or not header.isascii():
         return None
     try:
         moment = parsedate_to_datetime(header)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return moment if moment.tzinfo else None
 

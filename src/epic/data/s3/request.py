@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -16,6 +17,13 @@ from epic.data.store import LocalObjectStore
 _PLAIN_HEADERS = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
 # Characters kept as they are when escaping a raw path: existing escapes and URI delimiters.
 _RAW_PATH_SAFE = "/%~!$&'()*+,;=:@"
+# Bounds on one request header (name and value) and on all of them together.
+MAX_HEADER_BYTES = 8 * 1024
+MAX_HEADER_SECTION_BYTES = 64 * 1024
+# Enough digits for any length or count S3 allows, few enough that int() stays cheap.
+MAX_DECIMAL_DIGITS = 19
+# Only ASCII digits: str.isdigit() also takes "²", which int() refuses, and int() takes "٣".
+_DECIMAL = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,8 @@ def parse_request(environ: dict) -> S3Request:
     except UnicodeDecodeError as error:
         raise S3Error("InvalidURI", "Couldn't parse the specified URI.") from error
     bucket, _, key = path.removeprefix("/").partition("/")
+    headers = _headers(environ)
+    _check_header_sizes(headers)
 
     return S3Request(
         method=environ["REQUEST_METHOD"].upper(),
@@ -96,9 +106,16 @@ def parse_request(environ: dict) -> S3Request:
         bucket=bucket,
         key=key,
         query=query,
-        headers=_headers(environ),
+        headers=headers,
         body=environ["wsgi.input"],
     )
+
+
+def parse_decimal(text: str, max_digits: int = MAX_DECIMAL_DIGITS) -> int | None:
+    """Return a run of ASCII digits no longer than `max_digits` as an int, else None."""
+    if len(text) > max_digits or not _DECIMAL.fullmatch(text):
+        return None
+    return int(text)
 
 
 def xml_response(root: documents.ElementTree.Element, status: int = 200) -> Response:
@@ -126,3 +143,15 @@ def _headers(environ: dict) -> dict[str, str]:
         elif name in _PLAIN_HEADERS and value:
             headers[_PLAIN_HEADERS[name]] = value
     return headers
+
+
+def _check_header_sizes(headers: dict[str, str]) -> None:
+    """Refuse a request with one header, or all of them together, beyond a sane size."""
+    # Limitation: the WSGI server has already read the headers into memory by now, and keeps
+    # only the last of repeated headers; only its own limit bounds what it reads.
+    sizes = [len(name) + len(value) for name, value in headers.items()]
+    if max(sizes, default=0) > MAX_HEADER_BYTES or sum(sizes) > MAX_HEADER_SECTION_BYTES:
+        raise S3Error(
+            "RequestHeaderSectionTooLarge",
+            "Your request header section exceeds the maximum allowed size.",
+        )

@@ -1,10 +1,8 @@
-"""Helpers to submit jobs and drive the worker pass by pass in the test's own thread."""
+"""Helpers to submit script jobs and drive the worker pass by pass in the test's thread."""
 
 from __future__ import annotations
 
 import time
-
-import pytest
 
 from epic.jobs.models import Job
 from epic.worker.loop import Worker
@@ -28,25 +26,6 @@ def script_spec(folder: str, upload=("complete", "failure", "cancel"), partition
             }
         ],
     }
-
-
-@pytest.fixture
-def submit_script(alice, upload):
-    """Upload run.sh with the given body into a folder and submit it; return the job id."""
-
-    def submit(folder: str, body: str, **spec_options) -> int:
-        upload(alice.user, f"{folder}/run.sh", body)
-        response = alice.post("/api/v2/job/", script_spec(folder, **spec_options), format="json")
-        assert response.status_code == 201, response.json()
-        return response.json()[0]["id"]
-
-    return submit
-
-
-@pytest.fixture
-def worker():
-    """A worker that stages inline, so that every pass runs on the test's connection."""
-    return Worker(staging_threads=0)
 
 
 def run_until(worker: Worker, predicate, timeout: float = 30.0) -> None:
