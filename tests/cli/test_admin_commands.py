@@ -61,7 +61,7 @@ def test_catalog_load_reports_and_is_idempotent(home, tmp_path):
     first = epic_command(home, "admin", "catalog", "load", str(path))
     second = epic_command(home, "admin", "catalog", "load", str(path))
 
-    assert first == second == "1 clusters, 0 queues, 0 applications\n"
+    assert first == second == "1 clusters, 0 queues, 0 applications, 0 desktop_node_types\n"
 
 
 def test_catalog_load_of_a_bad_file_fails_with_the_reason(home, tmp_path):

@@ -46,3 +46,4 @@ class ProfileSettingsSerializer(serializers.ModelSerializer):
     class Meta:
         model = Profile
         fields = ["id", "display_currency", "display_currency_symbol"]
+        read_only_fields = ["id"]

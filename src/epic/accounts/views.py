@@ -1,7 +1,7 @@
 """Teams and profile settings endpoints."""
 
 from django.db.models import Count, OuterRef, Subquery
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
@@ -30,7 +30,9 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if name:
             teams = teams.filter(name__icontains=name)
         role = self.request.query_params.get("role")
-        if role in Role.values:
+        if role:
+            if role not in Role.values:
+                raise serializers.ValidationError({"role": [f"Must be one of {Role.values}."]})
             teams = teams.filter(caller_role=role)
         return teams
 
@@ -39,7 +41,12 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return TeamDetailSerializer if self.action == "retrieve" else TeamSerializer
 
 
-@api_view(["GET"])
+@api_view(["GET", "PATCH"])
 def profile_settings(request):
-    """The caller's profile settings."""
-    return Response(ProfileSettingsSerializer(profile_of(request.user)).data)
+    """The caller's profile settings; PATCH changes the display currency."""
+    profile = profile_of(request.user)
+    if request.method == "PATCH":
+        update = ProfileSettingsSerializer(profile, data=request.data, partial=True)
+        update.is_valid(raise_exception=True)
+        update.save()
+    return Response(ProfileSettingsSerializer(profile).data)

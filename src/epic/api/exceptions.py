@@ -11,6 +11,14 @@ from rest_framework.views import exception_handler as drf_exception_handler
 logger = logging.getLogger(__name__)
 
 
+class Conflict(exceptions.APIException):
+    """The request is valid but the object's current state does not allow it."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's current state does not allow this."
+    default_code = "conflict"
+
+
 class RequestTooLarge(exceptions.APIException):
     """The request body is larger than the API accepts."""
 

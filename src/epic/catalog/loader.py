@@ -8,7 +8,14 @@ from typing import Any
 import yaml
 from django.db import transaction
 
-from epic.catalog.models import Application, ApplicationVersion, Backend, Cluster, Queue
+from epic.catalog.models import (
+    Application,
+    ApplicationVersion,
+    Backend,
+    Cluster,
+    DesktopNodeType,
+    Queue,
+)
 from epic.software.registry import driver_names
 
 logger = logging.getLogger(__name__)
@@ -28,6 +35,9 @@ QUEUE_FIELDS = (
     "maintenance_mode",
     "core_hour_price",
 )
+
+
+VERSION_SCRIPTS = ("start_script", "stop_script", "environment_script")
 
 
 class CatalogError(ValueError):
@@ -55,9 +65,11 @@ def apply_catalog(document: dict[str, Any]) -> dict[str, int]:
         _apply_queue(entry)
     for entry in _entries(document, "applications"):
         _apply_application(entry)
+    for entry in _entries(document, "desktop_node_types"):
+        _apply_desktop_node_type(entry)
 
-    counts = {kind: len(document.get(kind) or []) for kind in ("clusters", "queues")}
-    counts["applications"] = len(document.get("applications") or [])
+    kinds = ("clusters", "queues", "applications", "desktop_node_types")
+    counts = {kind: len(document.get(kind) or []) for kind in kinds}
     logger.info("Catalog loaded: %s", counts)
     return counts
 
@@ -144,6 +156,9 @@ def _apply_version(application: Application, entry: dict) -> None:
     environment = entry.get("environment") or {}
     if not all(isinstance(value, str) for value in environment.values()):
         raise CatalogError(f"Version {code}: environment values must be strings.")
+    scripts = {name: entry.get(name) or "" for name in VERSION_SCRIPTS}
+    if not all(isinstance(text, str) for text in scripts.values()):
+        raise CatalogError(f"Version {code}: {', '.join(VERSION_SCRIPTS)} must be text.")
     version, _ = ApplicationVersion.objects.update_or_create(
         app_code=code,
         defaults={
@@ -151,6 +166,7 @@ def _apply_version(application: Application, entry: dict) -> None:
             "version": str(_required(entry, "version", "application version")),
             "driver": driver,
             "environment": environment,
+            **scripts,
         },
     )
 
@@ -159,3 +175,15 @@ def _apply_version(application: Application, entry: dict) -> None:
     if missing:
         raise CatalogError(f"Version {code}: unknown queues {sorted(missing)}.")
     version.queues.set(queues)
+
+
+def _apply_desktop_node_type(entry: dict) -> None:
+    """Create or update one desktop node type."""
+    code = _required(entry, "node_code", "desktop node type")
+    fields = {
+        "name": entry.get("name", code),
+        "description": entry.get("description", code),
+        "cores": _required(entry, "cores", "desktop node type"),
+        "gpus": entry.get("gpus", 0),
+    }
+    DesktopNodeType.objects.update_or_create(node_code=code, defaults=fields)

@@ -1,6 +1,7 @@
 """Clusters, their queues, and the applications that run on them."""
 
 from django.db import models
+from django.utils import timezone
 
 
 class Backend(models.TextChoices):
@@ -77,7 +78,26 @@ class ApplicationVersion(models.Model):
     version = models.CharField(max_length=50)
     driver = models.CharField(max_length=30, help_text="Name of the driver in epic.software.")
     environment = models.JSONField(default=dict, blank=True)
+    # Bash run before and after every step, and sourced before every command of a step.
+    start_script = models.TextField(blank=True)
+    stop_script = models.TextField(blank=True)
+    environment_script = models.TextField(blank=True)
     queues = models.ManyToManyField(Queue, related_name="application_versions", blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    modified = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
         return self.app_code
+
+
+class DesktopNodeType(models.Model):
+    """A kind of machine a browser desktop can be launched on."""
+
+    node_code = models.CharField(max_length=50, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=100)
+    cores = models.PositiveIntegerField()
+    gpus = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.node_code

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from epic.catalog.models import Application, ApplicationVersion, Queue
+from epic.catalog.models import Application, ApplicationVersion, DesktopNodeType, Queue
 
 
 class ProductSerializer(serializers.ModelSerializer):
@@ -116,3 +116,39 @@ class QueueSerializer(serializers.ModelSerializer):
     def get_supports_local_submission(self, queue: Queue) -> bool:
         """Submitting from inside the cluster is not offered."""
         return False
+
+
+class DesktopNodeTypeSerializer(serializers.ModelSerializer):
+    """A kind of machine for browser desktops."""
+
+    class Meta:
+        model = DesktopNodeType
+        fields = ["node_code", "name", "description", "cores", "gpus"]
+
+
+def _script(name: str, content: str) -> dict:
+    """A named script as the configuration endpoint shows it."""
+    return {"name": name, "content": content}
+
+
+class ApplicationConfigurationSerializer(serializers.Serializer):
+    """What the worker runs around an application version's steps on a queue."""
+
+    def to_representation(self, version: ApplicationVersion) -> dict:
+        """The scripts and environment variables, exactly as the worker applies them."""
+        return {
+            "application_configuration": {
+                "start_script": _script("start.sh", version.start_script),
+                "stop_script": _script("stop.sh", version.stop_script),
+                "created": serializers.DateTimeField().to_representation(version.created),
+                "modified": serializers.DateTimeField().to_representation(version.modified),
+                "name": version.app_code,
+            },
+            "environment_script": _script("environment.sh", version.environment_script),
+            "env_variables": [
+                {"variable_name": name, "value": value}
+                for name, value in sorted(version.environment.items())
+            ],
+            "created": serializers.DateTimeField().to_representation(version.created),
+            "modified": serializers.DateTimeField().to_representation(version.modified),
+        }

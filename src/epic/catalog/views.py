@@ -1,12 +1,17 @@
 """Catalog endpoints: applications and cluster queues."""
 
 from django.db.models import Prefetch
+from django.shortcuts import get_object_or_404
 from rest_framework import mixins, viewsets
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
 
-from epic.catalog.models import Application, ApplicationVersion, Queue
+from epic.catalog.models import Application, ApplicationVersion, DesktopNodeType, Queue
 from epic.catalog.serializers import (
+    ApplicationConfigurationSerializer,
     ApplicationDetailSerializer,
     ApplicationListSerializer,
+    DesktopNodeTypeSerializer,
     QueueSerializer,
 )
 
@@ -58,3 +63,23 @@ class QueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
                 application_versions__app_code=params["allowed_apps"]
             ).distinct()
         return queues
+
+
+class DesktopNodeTypeViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """The kinds of machine browser desktops run on."""
+
+    serializer_class = DesktopNodeTypeSerializer
+    queryset = DesktopNodeType.objects.order_by("id")
+    lookup_field = "node_code"
+    lookup_value_regex = "[^/]+"
+
+
+@api_view(["GET"])
+def application_configuration(request, app_code: str, queue_code: str):
+    """The scripts and environment an application version runs with on a queue."""
+    version = get_object_or_404(
+        ApplicationVersion, app_code=app_code, queues__queue_code=queue_code
+    )
+    return Response(ApplicationConfigurationSerializer(version).data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +22,8 @@ class StepLaunch:
     threads_per_task: int
     max_runtime_hours: int
     environment: dict[str, str]
+    # The application's start_script, stop_script and environment_script (bash, may be empty).
+    scripts: dict[str, str] = field(default_factory=dict)
 
 
 class RunState(enum.Enum):

@@ -83,6 +83,7 @@ class LocalBackend:
         uid = job_uid(launch.job_id)
         runner = launch.step_dir / "runner.py"
         runner.write_text(RUNNER_SOURCE)
+        write_scripts(launch)
         spec_path = launch.step_dir / "spec.json"
         spec_path.write_text(json.dumps(self._spec(launch, isolated=uid is not None)))
         if uid is not None:
@@ -119,6 +120,7 @@ class LocalBackend:
             "remove": launch.plan.get("remove", []),
             "environment": step_environment(launch),
             "mpi_launcher": mpi_launcher(launch.num_tasks),
+            **script_paths(launch),
         }
 
     def refresh(self, running: list[tuple[StepLaunch, int]]) -> None:
@@ -173,6 +175,21 @@ class LocalBackend:
 def _shell_code(returncode: int) -> int:
     """A process's return code as a shell reports it (128 + N for signal N)."""
     return returncode if returncode >= 0 else 128 - returncode
+
+
+def write_scripts(launch: StepLaunch) -> None:
+    """Write the application's start, stop and environment scripts into the step folder."""
+    for name, path in script_paths(launch).items():
+        Path(path).write_text(launch.scripts[name])
+
+
+def script_paths(launch: StepLaunch) -> dict[str, str]:
+    """Where the runner finds each of the application's non-empty scripts."""
+    return {
+        name: str(launch.step_dir / f"{name}.sh")
+        for name, content in launch.scripts.items()
+        if content
+    }
 
 
 def _runner_python(uid: int | None) -> str:

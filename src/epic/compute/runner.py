@@ -60,21 +60,39 @@ def run_commands(spec: dict, case_dir: Path, environment: dict[str, str]) -> int
 
     signal.signal(signal.SIGTERM, forward)
     with open(spec["stdout"], "ab") as stdout, open(spec["stderr"], "ab") as stderr:
-        for command in spec["commands"]:
-            if stopping:
-                return 128 + signal.SIGTERM
+
+        def run(argv: list[str]) -> int:
             process = subprocess.Popen(
-                command_argv(spec, command),
+                argv,
                 cwd=case_dir,
                 env=environment,
                 stdin=subprocess.DEVNULL,
                 stdout=stdout,
                 stderr=stderr,
             )
-            code = _wait(process)
+            return _wait(process)
+
+        code = run(["/bin/bash", spec["start_script"]]) if spec.get("start_script") else 0
+        for command in spec["commands"] if code == 0 else []:
+            if stopping:
+                code = 128 + signal.SIGTERM
+                break
+            code = run(with_environment_script(spec, command_argv(spec, command)))
             if code != 0:
-                return code
-    return 0
+                break
+        if spec.get("stop_script"):
+            run(["/bin/bash", spec["stop_script"]])
+    return code
+
+
+def with_environment_script(spec: dict, argv: list[str]) -> list[str]:
+    """Prefix argv so that bash sources the environment script, then execs argv unchanged.
+
+    The script's path and argv travel as positional parameters, never inside the -c text.
+    """
+    if not spec.get("environment_script"):
+        return argv
+    return ["/bin/bash", "-c", 'source "$0" && exec "$@"', spec["environment_script"], *argv]
 
 
 def _wait(process: subprocess.Popen) -> int:

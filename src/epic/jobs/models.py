@@ -41,6 +41,8 @@ class Job(models.Model):
     project = models.ForeignKey(Project, null=True, on_delete=models.PROTECT)
     invoice_reference = models.CharField(max_length=100, blank=True)
     app_options = models.JSONField(default=dict)
+    # The tasks as submitted, kept so that options changed before the start can be re-planned.
+    tasks = models.JSONField(default=list)
     config = models.JSONField(default=dict)
     input_path = models.CharField(max_length=1100)
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.PENDING)

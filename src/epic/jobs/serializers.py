@@ -197,3 +197,10 @@ class LogRefreshSerializer(serializers.ModelSerializer):
     class Meta:
         model = LogRefresh
         fields = ["id", "job_step", "response_recieved"]
+
+
+class JobUpdateSerializer(serializers.Serializer):
+    """What may change in a job before it starts."""
+
+    app_options = serializers.DictField(required=False, allow_null=True)
+    config = JobConfigurationSerializer(required=False)

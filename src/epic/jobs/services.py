@@ -7,13 +7,16 @@ from dataclasses import asdict
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
 from rest_framework import serializers
 
+from epic.api.exceptions import Conflict
 from epic.billing.pricing import TaskPrice, price_task
 from epic.catalog.models import ApplicationVersion, Queue
 from epic.data.paths import user_prefix
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobArray, JobStep
+from epic.jobs.states import JobState, StepState
 from epic.projects.models import Project
 from epic.software.base import StepPlan, TaskSpec
 from epic.software.registry import get_driver
@@ -159,6 +162,7 @@ def submit(array_spec: dict, prepared: list[dict], membership) -> list[Job]:
 def _create_job(array: JobArray, binding: dict, config: dict, membership) -> Job:
     """Create one job and its steps from a prepared binding."""
     job = Job.objects.create(
+        tasks=[asdict(task) for task in task_specs(binding["spec"]["tasks"])],
         array=array,
         team=membership.team,
         submitted_by=membership.user,
@@ -246,3 +250,39 @@ def _sum_prices(prices: list[TaskPrice], queue: Queue) -> TaskPrice:
         discount=sum((price.discount for price in prices), Decimal(0)),
         tax=sum((price.tax for price in prices), Decimal(0)),
     )
+
+
+@transaction.atomic
+def update_pending(job: Job, app_options: dict | None, config: dict | None) -> Job:
+    """Change the options or configuration of a job that has not started, re-planning its steps."""
+    job = Job.objects.select_for_update().get(pk=job.pk)
+    if job.state != JobState.PENDING or job.cancel_requested:
+        raise Conflict("Only a job that has not started can be changed.")
+    if config is not None:
+        job.config = config
+    if app_options is not None:
+        driver = get_driver(job.app_version.driver)
+        tasks = [TaskSpec(**task) for task in job.tasks]
+        try:
+            job.app_options = driver.validate(app_options, tasks)
+        except serializers.ValidationError as error:
+            raise serializers.ValidationError({"app_options": error.detail}) from error
+        plans = driver.plan_steps(job.app_options, tasks)
+        check_fits(plans, job.queue)
+        job.steps.all().delete()
+        JobStep.objects.bulk_create(_step(job, index, plan) for index, plan in enumerate(plans))
+    job.save(update_fields=["config", "app_options"])
+    logger.info("Job %s: options updated before it started", job.pk)
+    return job
+
+
+def cancel_step(step: JobStep) -> None:
+    """Cancel one step: a running one is stopped, a waiting one will not run."""
+    if step.state == StepState.RUNNING:
+        JobStep.objects.filter(pk=step.pk, stop_requested="").update(
+            stop_requested="cancel", stop_requested_at=timezone.now()
+        )
+    elif step.state in (StepState.PENDING, StepState.QUEUED):
+        step.move_to(StepState.CANCELLED)
+    transaction.on_commit(wake_worker)
+    logger.info("Job %s: step %s cancellation requested", step.job_id, step.step_name)

@@ -21,9 +21,17 @@ from epic.jobs.serializers import (
     JobSpecSerializer,
     JobStepDetailSerializer,
     JobStepSerializer,
+    JobUpdateSerializer,
     LogRefreshSerializer,
 )
-from epic.jobs.services import prepare_binding, quote, request_cancel, submit
+from epic.jobs.services import (
+    cancel_step,
+    prepare_binding,
+    quote,
+    request_cancel,
+    submit,
+    update_pending,
+)
 from epic.jobs.states import StepState
 from epic.worker.wakeup import wake_worker
 
@@ -80,6 +88,16 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         jobs = submit(spec.validated_data, prepared, membership)
         created = self.get_queryset().filter(pk__in=[job.pk for job in jobs]).order_by("id")
         return Response(JobSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request, pk=None):
+        """Change app_options or config of a job that has not started yet."""
+        job = self.get_object()
+        update = JobUpdateSerializer(data=request.data)
+        update.is_valid(raise_exception=True)
+        job = update_pending(
+            job, update.validated_data.get("app_options"), update.validated_data.get("config")
+        )
+        return Response({"app_options": job.app_options, "config": job.config})
 
     @action(detail=False, methods=["post"])
     def quote(self, request):
@@ -142,6 +160,12 @@ class JobStepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     def get_serializer_class(self):
         """Reads carry the logs; lists carry the scheduler id."""
         return JobStepSerializer if self.action == "list" else JobStepDetailSerializer
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel one step: stop it if it runs, or make sure it never starts."""
+        cancel_step(self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @action(detail=True, methods=["get"])
     def logs(self, request, pk=None):

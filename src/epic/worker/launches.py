@@ -19,4 +19,9 @@ def launch_for(step: JobStep) -> StepLaunch:
         threads_per_task=step.threads_per_task,
         max_runtime_hours=step.max_runtime,
         environment=environment,
+        scripts={
+            "start_script": job.app_version.start_script,
+            "stop_script": job.app_version.stop_script,
+            "environment_script": job.app_version.environment_script,
+        },
     )

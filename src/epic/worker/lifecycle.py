@@ -54,7 +54,7 @@ def advance(job: Job) -> None:
             return
         if step.state in FINAL_STEP_STATES:
             if step.state != StepState.SKIPPED:
-                previous_failed = step.state in FAILED_STEP_STATES
+                previous_failed = step.state in FAILED_STEP_STATES | {StepState.CANCELLED}
             continue
         if previous_failed and not step.run_if_previous_step_fails:
             step.move_to(StepState.SKIPPED)

@@ -242,6 +242,8 @@ class Worker:
             launch = launch_for(step)
             status = backend_for(step.job.queue).status(launch, step.local_job_id)
             if status.state == RunState.RUNNING:
+                if step.stop_requested:
+                    self._stop_step(step, step.stop_requested)
                 self._enforce_runtime(step)
                 self._refresh_logs_if_stale(step)
                 self._charge_if_due(step)

@@ -1,0 +1,89 @@
+"""Changing a job before it starts, cancelling single steps, team and profile settings."""
+
+import pytest
+
+from epic.jobs.models import Job, JobStep
+from epic.jobs.states import StepState
+from tests.helpers import finished, run_until, script_spec
+
+
+@pytest.fixture
+def pending_job(alice, upload):
+    """A submitted script job the worker has not seen."""
+    upload(alice.user, "case/run.sh", "true\n")
+    return alice.post("/api/v2/job/", script_spec("case"), format="json").json()[0]["id"]
+
+
+@pytest.mark.django_db
+def test_pending_job_options_and_config_can_change(alice, pending_job):
+    body = {"app_options": {"script": "run.sh", "arguments": ["fast"]}, "config": {"upload": []}}
+
+    response = alice.patch(f"/api/v2/job/{pending_job}/", body, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["app_options"] == {"script": "run.sh", "arguments": ["fast"]}
+    assert response.json()["config"]["upload"] == []
+    step = JobStep.objects.get(job_id=pending_job)
+    assert step.plan["commands"][0]["argv"] == ["/bin/bash", "run.sh", "fast"]
+
+
+@pytest.mark.django_db
+def test_bad_change_is_refused_and_changes_nothing(alice, pending_job):
+    body = {"app_options": {"script": "../x.sh"}}
+
+    response = alice.patch(f"/api/v2/job/{pending_job}/", body, format="json")
+
+    assert response.status_code == 400
+    assert "script" in response.json()["app_options"]
+    assert Job.objects.get(pk=pending_job).app_options == {"script": "run.sh", "arguments": []}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_started_job_cannot_change(alice, pending_job, worker):
+    run_until(worker, finished(pending_job))
+
+    response = alice.patch(f"/api/v2/job/{pending_job}/", {"config": {}}, format="json")
+
+    assert response.status_code == 409
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_a_running_step_stops_it(alice, submit_script, worker):
+    job_id = submit_script("case", "sleep 60\n")
+    run_until(worker, lambda: JobStep.objects.get(job_id=job_id).state == StepState.RUNNING)
+    step_id = JobStep.objects.get(job_id=job_id).pk
+
+    assert alice.post(f"/api/v2/jobstep/{step_id}/cancel/").status_code == 204
+    run_until(worker, finished(job_id), timeout=15)
+
+    assert JobStep.objects.get(pk=step_id).state == StepState.CANCELLED
+    assert alice.get(f"/api/v2/job/{job_id}/").json()["status"] == "Job Cancelled"
+
+
+@pytest.mark.django_db
+def test_other_team_cannot_change_or_cancel(bob, pending_job):
+    step_id = JobStep.objects.get(job_id=pending_job).pk
+
+    assert (
+        bob.patch(f"/api/v2/job/{pending_job}/", {"config": {}}, format="json").status_code == 404
+    )
+    assert bob.post(f"/api/v2/jobstep/{step_id}/cancel/").status_code == 404
+    assert JobStep.objects.get(pk=step_id).state == StepState.PENDING
+
+
+@pytest.mark.django_db
+def test_teams_role_filter_refuses_unknown_roles(alice):
+    assert alice.get("/api/v2/teams/", {"role": "user"}).json()["count"] == 1
+    assert alice.get("/api/v2/teams/", {"role": "owner"}).json()["count"] == 0
+    assert alice.get("/api/v2/teams/", {"role": "king"}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_display_currency_can_change(alice):
+    response = alice.patch("/api/v2/profile/settings/", {"display_currency": "EUR"}, format="json")
+
+    assert response.json()["display_currency"] == "EUR"
+    assert response.json()["display_currency_symbol"] == "€"
+    bad = alice.patch("/api/v2/profile/settings/", {"display_currency": "XYZ"}, format="json")
+    assert bad.status_code == 400
+    assert "display_currency" in bad.json()
