@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 
 import pytest
@@ -25,6 +26,8 @@ def isolated_home(settings):
     settings.EPIC_DATA_ROOT = home / "data"
     settings.EPIC_WORK_ROOT = home / "work"
     settings.EPIC_S3_ENDPOINT_URL = "http://127.0.0.1:9"
+    # Job ids restart in every test database; uids must not, or tests would share them.
+    settings.EPIC_JOB_UID_BASE = 1_000_000 + secrets.randbelow(4 * 10**7) * 100
     object_store.cache_clear()
     yield home
     object_store.cache_clear()

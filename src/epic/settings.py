@@ -50,7 +50,10 @@ ALLOWED_HOSTS = os.environ.get("EPIC_ALLOWED_HOSTS", "*").split(",")
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "epic.accounts",
     "epic.projects",
     "epic.catalog",
@@ -62,6 +65,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
 
@@ -108,7 +112,26 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["epic.api.parsers.BoundedJSONParser"],
     "EXCEPTION_HANDLER": "epic.api.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "epic.api.schema.EpicAutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+
+STATIC_URL = "/static/"
+# The reference page's scripts come from installed packages, served without collectstatic.
+WHITENOISE_USE_FINDERS = True
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "EPIC API",
+    "DESCRIPTION": "A self-hostable implementation of the EPIC API v2.",
+    "VERSION": "2",
+    "SCHEMA_PATH_PREFIX": "/api/v2",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {

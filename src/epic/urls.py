@@ -1,6 +1,7 @@
 """The API's routes: every app's under /api/v2/."""
 
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 api = [
     path("", include("epic.accounts.urls")),
@@ -9,6 +10,8 @@ api = [
     path("", include("epic.jobs.urls")),
     path("", include("epic.data.urls")),
     path("", include("epic.licences.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularRedocView.as_view(url_name="schema"), name="docs"),
 ]
 
 urlpatterns = [path("api/v2/", include(api))]

@@ -1,6 +1,7 @@
 """Teams and profile settings endpoints."""
 
 from django.db.models import Count, OuterRef, Subquery
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
@@ -14,8 +15,18 @@ from epic.accounts.serializers import (
 from epic.accounts.services import profile_of
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("name", str, description="Team name contains."),
+            OpenApiParameter("role", str, enum=Role.values, description="Your role."),
+        ]
+    )
+)
 class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The teams the caller is a member of; any other team does not exist for them."""
+
+    queryset = Team.objects.none()
 
     def get_queryset(self):
         """Teams of the caller, annotated with member count and the caller's role."""
@@ -41,6 +52,15 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return TeamDetailSerializer if self.action == "retrieve" else TeamSerializer
 
 
+@extend_schema(
+    methods=["GET"], operation_id="profile_settings_list", responses=ProfileSettingsSerializer
+)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="profile_settings_partial_update",
+    request=ProfileSettingsSerializer,
+    responses=ProfileSettingsSerializer,
+)
 @api_view(["GET", "PATCH"])
 def profile_settings(request):
     """The caller's profile settings; PATCH changes the display currency."""

@@ -144,6 +144,18 @@ def _apply_application(entry: dict) -> None:
     )
     for version in entry.get("versions") or []:
         _apply_version(application, version)
+    if "licence_template" in entry:
+        _apply_licence_template(application, entry["licence_template"])
+
+
+def _apply_licence_template(application: Application, variables) -> None:
+    """Record the licence variables an application's jobs expect."""
+    from epic.licences.services import TemplateError, set_template
+
+    try:
+        set_template(application, variables)
+    except TemplateError as error:
+        raise CatalogError(f"Application {application.product_name}: {error}") from error
 
 
 def _apply_version(application: Application, entry: dict) -> None:

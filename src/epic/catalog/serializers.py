@@ -1,5 +1,7 @@
 """Serializers for applications and cluster queues."""
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from epic.catalog.models import Application, ApplicationVersion, DesktopNodeType, Queue
@@ -76,6 +78,7 @@ class NodeConfigSerializer(serializers.Serializer):
     threads_per_core = serializers.IntegerField()
     memory = serializers.CharField()
 
+    @extend_schema_field(OpenApiTypes.OBJECT)
     def get_accelerator(self, queue: Queue) -> None:
         """Accelerators are not modelled yet."""
         return None
@@ -131,8 +134,38 @@ def _script(name: str, content: str) -> dict:
     return {"name": name, "content": content}
 
 
+class ScriptSerializer(serializers.Serializer):
+    """A named script."""
+
+    name = serializers.CharField()
+    content = serializers.CharField(allow_blank=True)
+
+
+class ConfigurationPartSerializer(serializers.Serializer):
+    """The start and stop scripts of an application version."""
+
+    start_script = ScriptSerializer()
+    stop_script = ScriptSerializer()
+    created = serializers.DateTimeField()
+    modified = serializers.DateTimeField()
+    name = serializers.CharField()
+
+
+class EnvironmentVariableSerializer(serializers.Serializer):
+    """One environment variable."""
+
+    variable_name = serializers.CharField()
+    value = serializers.CharField(allow_blank=True)
+
+
 class ApplicationConfigurationSerializer(serializers.Serializer):
     """What the worker runs around an application version's steps on a queue."""
+
+    application_configuration = ConfigurationPartSerializer()
+    environment_script = ScriptSerializer()
+    env_variables = EnvironmentVariableSerializer(many=True)
+    created = serializers.DateTimeField()
+    modified = serializers.DateTimeField()
 
     def to_representation(self, version: ApplicationVersion) -> dict:
         """The scripts and environment variables, exactly as the worker applies them."""

@@ -2,6 +2,7 @@
 
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
@@ -16,6 +17,9 @@ from epic.catalog.serializers import (
 )
 
 
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("product_name", str)]),
+)
 class ApplicationViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
@@ -43,6 +47,15 @@ class ApplicationViewSet(
         return ApplicationListSerializer
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("cluster_name", str),
+            OpenApiParameter("queue_name", str),
+            OpenApiParameter("allowed_apps", str, description="An app_code the queue runs."),
+        ]
+    ),
+)
 class QueueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Cluster queues; read by queue code."""
 
@@ -76,6 +89,7 @@ class DesktopNodeTypeViewSet(
     lookup_value_regex = "[^/]+"
 
 
+@extend_schema(operation_id="config_read", responses=ApplicationConfigurationSerializer)
 @api_view(["GET"])
 def application_configuration(request, app_code: str, queue_code: str):
     """The scripts and environment an application version runs with on a queue."""

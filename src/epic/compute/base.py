@@ -42,6 +42,9 @@ class RunStatus:
     state: RunState
     exit_code: int | None = None
     ended_at: datetime | None = None
+    # The scheduler's own word, where it has one: why a step waits (Slurm's pending reason,
+    # such as "Resources") or the state it ended in (such as "TIMEOUT").
+    reason: str | None = None
 
 
 class ComputeBackend(Protocol):

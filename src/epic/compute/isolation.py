@@ -52,6 +52,8 @@ def hand_over(case_dir: Path, step_dir: Path, uid: int) -> None:
     case_dir.parent.joinpath("steps").chmod(TRAVERSE_ONLY)
 
     if case_dir.stat().st_uid != uid:
+        # First step of the job: nothing may run as its uid yet (a reused id's leftovers).
+        kill_all_processes_of(uid)
         _chown_tree(case_dir, uid)
     _chown_tree(step_dir, uid)
 

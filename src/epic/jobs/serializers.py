@@ -8,6 +8,7 @@ from epic.billing.pricing import money_text
 from epic.catalog.serializers import QueueSerializer
 from epic.data.paths import SCHEME, parse_folder_path
 from epic.jobs.models import Job, JobStep, LogRefresh
+from epic.licences.services import redact
 
 UPLOAD_ENDINGS = ["complete", "failure", "cancel"]
 TASK_DISTRIBUTIONS = ["core", "socket", "node", "device"]
@@ -109,12 +110,20 @@ class JobStepSerializer(serializers.ModelSerializer):
 
 
 class JobLogSerializer(serializers.Serializer):
-    """The tails of a step's logs."""
+    """The tails of a step's logs, with the values of the team's licences masked."""
 
-    stdout = serializers.CharField(source="stdout_tail")
-    stderr = serializers.CharField(source="stderr_tail")
+    stdout = serializers.SerializerMethodField()
+    stderr = serializers.SerializerMethodField()
     app = serializers.CharField(source="job.app_version.app_code")
     last_update = serializers.SerializerMethodField()
+
+    def get_stdout(self, step: JobStep) -> str:
+        """The stdout tail, licence values masked."""
+        return redact(step.stdout_tail, step.job.team_id, step.job.app_version.application_id)
+
+    def get_stderr(self, step: JobStep) -> str:
+        """The stderr tail, licence values masked."""
+        return redact(step.stderr_tail, step.job.team_id, step.job.app_version.application_id)
 
     def get_last_update(self, step: JobStep) -> str:
         """When the tails were last read, or an empty string if never."""
@@ -204,3 +213,45 @@ class JobUpdateSerializer(serializers.Serializer):
 
     app_options = serializers.DictField(required=False, allow_null=True)
     config = JobConfigurationSerializer(required=False)
+
+
+class MoneySerializer(serializers.Serializer):
+    """An amount of money, as a decimal string, with its currency."""
+
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2)
+    currency = serializers.CharField()
+    currency_symbol = serializers.CharField()
+
+
+class TaskQuoteSerializer(serializers.Serializer):
+    """The itemised price of one task (or of all tasks) on one queue."""
+
+    reference = serializers.CharField()
+    queue_code = serializers.CharField()
+    iaas_cost = MoneySerializer()
+    software_cost = MoneySerializer()
+    service_charge = MoneySerializer()
+    discount = MoneySerializer()
+    tax = MoneySerializer()
+    total = MoneySerializer()
+
+
+class JobQuoteSerializer(serializers.Serializer):
+    """Prices per task and totals per queue."""
+
+    task_quotes = TaskQuoteSerializer(many=True)
+    totals = TaskQuoteSerializer(many=True)
+
+
+class ResidualValuesSerializer(serializers.Serializer):
+    """The values of one residual variable (or of the x axis, named time)."""
+
+    variable_name = serializers.CharField()
+    values = serializers.ListField(child=serializers.CharField(allow_blank=True))
+
+
+class JobResidualsSerializer(serializers.Serializer):
+    """The residual variables of a job and the values asked for."""
+
+    variables = serializers.ListField(child=serializers.CharField())
+    residual_values = ResidualValuesSerializer(many=True)

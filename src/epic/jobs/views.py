@@ -7,6 +7,8 @@ from decimal import Decimal
 from django.db.models import Prefetch, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -17,6 +19,9 @@ from epic.jobs import residuals
 from epic.jobs.models import Job, JobStep, LogRefresh
 from epic.jobs.serializers import (
     JobArraySpecSerializer,
+    JobLogSerializer,
+    JobQuoteSerializer,
+    JobResidualsSerializer,
     JobSerializer,
     JobSpecSerializer,
     JobStepDetailSerializer,
@@ -57,6 +62,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     def get_queryset(self):
         """The team's jobs, newest first, with what the serializer reads prefetched."""
+        if getattr(self, "swagger_fake_view", False):
+            return Job.objects.none()
         team = current_membership(self.request).team
         jobs = (
             Job.objects.filter(team=team)
@@ -70,6 +77,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             jobs = jobs.filter(array_id=array)
         return jobs
 
+    @extend_schema(request=JobArraySpecSerializer, responses={201: JobSerializer(many=True)})
     def create(self, request):
         """Submit a job array; answer the created jobs."""
         membership = current_membership(request)
@@ -89,6 +97,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         created = self.get_queryset().filter(pk__in=[job.pk for job in jobs]).order_by("id")
         return Response(JobSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(request=JobUpdateSerializer, responses=JobUpdateSerializer)
     def partial_update(self, request, pk=None):
         """Change app_options or config of a job that has not started yet."""
         job = self.get_object()
@@ -99,6 +108,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         )
         return Response({"app_options": job.app_options, "config": job.config})
 
+    @extend_schema(
+        operation_id="job_quote", request=JobSpecSerializer, responses=JobQuoteSerializer
+    )
     @action(detail=False, methods=["post"])
     def quote(self, request):
         """Price a job spec on the queues that can run it."""
@@ -112,12 +124,21 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             }
         )
 
+    @extend_schema(operation_id="job_cancel", request=None, responses={204: None})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel the job: running steps are stopped and no more start."""
         request_cancel(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "variables", OpenApiTypes.STR, description="Comma-separated variable names."
+            )
+        ],
+        responses=JobResidualsSerializer,
+    )
     @action(detail=True, methods=["get"])
     def residuals(self, request, pk=None):
         """The solver residuals of the job, with simulation time as the x axis."""
@@ -146,6 +167,8 @@ class JobStepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
 
     def get_queryset(self):
         """The team's steps, filtered by parent_job."""
+        if getattr(self, "swagger_fake_view", False):
+            return JobStep.objects.none()
         team = current_membership(self.request).team
         steps = (
             JobStep.objects.filter(job__team=team)
@@ -161,12 +184,14 @@ class JobStepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """Reads carry the logs; lists carry the scheduler id."""
         return JobStepSerializer if self.action == "list" else JobStepDetailSerializer
 
+    @extend_schema(operation_id="jobstep_cancel", request=None, responses={204: None})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Cancel one step: stop it if it runs, or make sure it never starts."""
         cancel_step(self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(responses=JobLogSerializer)
     @action(detail=True, methods=["get"])
     def logs(self, request, pk=None):
         """The latest tails of the step's stdout and stderr."""
@@ -180,6 +205,7 @@ class LogRefreshViewSet(
     """Requests to refresh a running step's logs."""
 
     serializer_class = LogRefreshSerializer
+    queryset = LogRefresh.objects.none()
 
     def get_queryset(self):
         """Refresh requests of the caller's current team."""

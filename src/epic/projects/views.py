@@ -1,5 +1,6 @@
 """Project endpoints."""
 
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.response import Response
 
@@ -13,8 +14,14 @@ from epic.projects.serializers import (
 )
 
 
+@extend_schema_view(
+    list=extend_schema(parameters=[OpenApiParameter("name", str, description="Id contains.")]),
+    partial_update=extend_schema(request=ProjectUpdateSerializer, responses=ProjectSerializer),
+)
 class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The projects of the caller's current team."""
+
+    queryset = Project.objects.none()
 
     http_method_names = ["get", "patch", "head", "options"]
 

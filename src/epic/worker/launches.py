@@ -2,13 +2,15 @@
 
 from epic.compute.base import StepLaunch
 from epic.jobs.models import JobStep
+from epic.licences.services import environment_for
 from epic.worker.staging import case_dir, job_dir
 
 
 def launch_for(step: JobStep) -> StepLaunch:
     """The launch description of a step: its folders, plan, resources and environment."""
     job = step.job
-    environment = {**job.app_version.environment, **step.plan.get("environment", {})}
+    licences = environment_for(job.team, job.app_version.application_id)
+    environment = {**job.app_version.environment, **licences, **step.plan.get("environment", {})}
     return StepLaunch(
         job_id=job.pk,
         step_id=step.pk,
