@@ -1,6 +1,5 @@
 """Serializers for applications and cluster queues."""
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -78,7 +77,7 @@ class NodeConfigSerializer(serializers.Serializer):
     threads_per_core = serializers.IntegerField()
     memory = serializers.CharField()
 
-    @extend_schema_field(OpenApiTypes.OBJECT)
+    @extend_schema_field({"type": "object", "nullable": True})
     def get_accelerator(self, queue: Queue) -> None:
         """Accelerators are not modelled yet."""
         return None

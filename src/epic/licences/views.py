@@ -65,7 +65,9 @@ class LicenceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         delete_licence(licence)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(operation_id="licenses_templates")
+    @extend_schema(
+        operation_id="licenses_templates", responses=LicenceTemplateSerializer(many=True)
+    )
     @action(detail=False, methods=["get"])
     def templates(self, request):
         """Every catalog application with the variables its licences are expected to set."""
