@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.db.models import Sum
 from django.utils import timezone
 
 from epic.billing.models import SpendEntry
-from epic.billing.pricing import PENNY
 
 logger = logging.getLogger(__name__)
 
@@ -23,13 +22,17 @@ def month_of(moment) -> date:
 
 
 def step_cost(step) -> Decimal:
-    """What a step has used so far: cores x wall clock hours x the queue's core-hour price."""
+    """What a step has used so far, in the base currency: its reservation for its wall clock."""
+    from epic.billing.pricing import Reservation, price
+    from epic.billing.services import rates_for
+
     if step.start is None:
         return Decimal(0)
     seconds = Decimal(int(((step.end or timezone.now()) - step.start).total_seconds()))
-    hours = seconds / SECONDS_PER_HOUR
-    amount = Decimal(step.cores) * hours * step.job.queue.core_hour_price
-    return amount.quantize(PENNY, rounding=ROUND_HALF_UP)
+    job = step.job
+    rates = rates_for(job.queue, job.app_version, job.team)
+    reservation = Reservation(nodes=step.node_count, cores=step.cores)
+    return price(rates, step.step_name, reservation, seconds / SECONDS_PER_HOUR).total
 
 
 def charge(step, final: bool = False) -> SpendEntry | None:

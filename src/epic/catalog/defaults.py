@@ -1,4 +1,4 @@
-"""The catalog a fresh installation starts with, measured from this machine."""
+"""The catalog a fresh installation starts with, measured from this machine and its Slurm."""
 
 import logging
 import os
@@ -7,11 +7,23 @@ from pathlib import Path
 
 from epic.catalog.loader import apply_catalog
 from epic.catalog.models import Queue
+from epic.compute.slurm.commands import (
+    Partition,
+    SlurmError,
+    SlurmUnavailable,
+    partitions,
+    run_command,
+)
 
 logger = logging.getLogger(__name__)
 
 LOCAL_CLUSTER = "local"
 LOCAL_QUEUE = "local"
+SLURM_CLUSTER = "slurm"
+# The runtime limit of a queue on a Slurm partition without one, in hours.
+UNLIMITED_PARTITION_HOURS = 24
+# An example price, to be changed by the operator.
+EXAMPLE_CORE_HOUR_PRICE = "0.05"
 
 
 def machine_cores() -> int:
@@ -38,7 +50,10 @@ def machine_cpu_model() -> str:
 
 
 def default_catalog() -> dict:
-    """The default catalog document: one queue for this machine, OpenFOAM where installed."""
+    """The default catalog: a queue for this machine and one per Slurm partition, and apps.
+
+    Script runs on every queue, and OpenFOAM too where it is installed.
+    """
     cores = machine_cores()
     document = {
         "clusters": [{"name": LOCAL_CLUSTER, "backend": "local", "description": "This machine."}],
@@ -55,8 +70,7 @@ def default_catalog() -> dict:
                 "threads_per_core": 1,
                 "memory": machine_memory(),
                 "cpu_generation": machine_cpu_model(),
-                # An example price, to be changed by the operator.
-                "core_hour_price": "0.05",
+                "core_hour_price": EXAMPLE_CORE_HOUR_PRICE,
             }
         ],
         "applications": [
@@ -76,7 +90,57 @@ def default_catalog() -> dict:
     }
     if shutil.which("icoFoam") and os.path.isdir("/usr/share/openfoam"):
         document["applications"].append(_openfoam_entry())
+    _add_slurm_partitions(document, slurm_partitions())
     return document
+
+
+def slurm_partitions() -> list[Partition]:
+    """The partitions of the Slurm cluster this machine's Slurm client reaches, if one answers."""
+    if shutil.which("sinfo") is None:
+        return []
+    try:
+        return partitions(run_command)
+    except (SlurmUnavailable, SlurmError) as error:
+        logger.info("No Slurm queues in the default catalog: %s", error)
+        return []
+
+
+def _add_slurm_partitions(document: dict, found: list[Partition]) -> None:
+    """Add a Slurm cluster with one queue per partition, and every application on them."""
+    if not found:
+        return
+    document["clusters"].append(
+        {"name": SLURM_CLUSTER, "backend": "slurm", "description": "The Slurm cluster."}
+    )
+    document["queues"] += [_slurm_queue(partition) for partition in found]
+    for application in document["applications"]:
+        for version in application["versions"]:
+            version["queues"] += [f"slurm-{partition.name}" for partition in found]
+    logger.info("Found Slurm partitions: %s", ", ".join(item.name for item in found))
+
+
+def _slurm_queue(partition: Partition) -> dict:
+    """The queue of a Slurm partition, shaped like its smallest node."""
+    cores_per_node = max(1, partition.sockets * partition.cores_per_socket)
+    hours = UNLIMITED_PARTITION_HOURS
+    if partition.time_limit_minutes is not None:
+        hours = max(1, partition.time_limit_minutes // 60)
+    return {
+        "queue_code": f"slurm-{partition.name}",
+        "name": f"Slurm partition {partition.name}",
+        "cluster": SLURM_CLUSTER,
+        "partition": partition.name,
+        "description": f"Runs job steps as Slurm batch jobs in partition {partition.name}.",
+        "max_runtime": hours,
+        "max_allocation": cores_per_node * max(1, partition.nodes),
+        "cpus": max(1, partition.sockets),
+        "cores_per_cpu": max(1, partition.cores_per_socket),
+        "threads_per_core": max(1, partition.threads_per_core),
+        "memory": f"{partition.memory_mb / 1024:.1f} GiB",
+        "node_count": max(1, partition.nodes),
+        "maintenance_mode": not partition.available,
+        "core_hour_price": EXAMPLE_CORE_HOUR_PRICE,
+    }
 
 
 def _openfoam_entry() -> dict:

@@ -34,9 +34,12 @@ QUEUE_FIELDS = (
     "node_count",
     "maintenance_mode",
     "core_hour_price",
+    "node_hour_price",
+    "gpus_per_node",
 )
 
 
+CURRENCIES = ("GBP", "EUR", "USD")
 VERSION_SCRIPTS = ("start_script", "stop_script", "environment_script")
 
 
@@ -67,6 +70,8 @@ def apply_catalog(document: dict[str, Any]) -> dict[str, int]:
         _apply_application(entry)
     for entry in _entries(document, "desktop_node_types"):
         _apply_desktop_node_type(entry)
+    if "pricing" in document:
+        _apply_pricing(document["pricing"])
 
     kinds = ("clusters", "queues", "applications", "desktop_node_types")
     counts = {kind: len(document.get(kind) or []) for kind in kinds}
@@ -109,8 +114,9 @@ def _apply_queue(entry: dict) -> None:
         raise CatalogError(f"Queue {code}: no cluster named {cluster_name}.")
 
     defaults = {field: entry[field] for field in QUEUE_FIELDS if field in entry}
-    if "core_hour_price" in defaults:
-        defaults["core_hour_price"] = _price(defaults["core_hour_price"], code)
+    for price_field in ("core_hour_price", "node_hour_price"):
+        if defaults.get(price_field) is not None:
+            defaults[price_field] = _price(defaults[price_field], code)
     defaults.setdefault("name", code)
     sla = entry.get("sla") or {}
     defaults["sla_name"] = sla.get("name", "Standard")
@@ -126,9 +132,9 @@ def _price(value: Any, code: str) -> Decimal:
     try:
         price = Decimal(str(value))
     except InvalidOperation as error:
-        raise CatalogError(f"Queue {code}: core_hour_price {value!r} is not a number.") from error
+        raise CatalogError(f"{code}: the price {value!r} is not a number.") from error
     if not price.is_finite() or price < 0:
-        raise CatalogError(f"Queue {code}: core_hour_price must be zero or more.")
+        raise CatalogError(f"{code}: a price must be zero or more.")
     return price
 
 
@@ -178,6 +184,7 @@ def _apply_version(application: Application, entry: dict) -> None:
             "version": str(_required(entry, "version", "application version")),
             "driver": driver,
             "environment": environment,
+            "software_core_hour_price": _price(entry.get("software_core_hour_price", 0), code),
             **scripts,
         },
     )
@@ -199,3 +206,29 @@ def _apply_desktop_node_type(entry: dict) -> None:
         "gpus": entry.get("gpus", 0),
     }
     DesktopNodeType.objects.update_or_create(node_code=code, defaults=fields)
+
+
+def _apply_pricing(entry) -> None:
+    """Set the base currency, exchange rates, service charge and tax rates."""
+    from epic.billing.models import PricingPolicy
+
+    if not isinstance(entry, dict):
+        raise CatalogError("`pricing` must be a mapping.")
+    policy = PricingPolicy.current()
+    policy.base_currency = entry.get("base_currency", policy.base_currency)
+    for rate in ("service_charge_rate", "tax_rate"):
+        if rate in entry:
+            setattr(policy, rate, _price(entry[rate], f"pricing.{rate}"))
+    rates = entry.get("exchange_rates", {})
+    if not isinstance(rates, dict) or set(rates) - set(CURRENCIES):
+        raise CatalogError(f"pricing.exchange_rates names currencies among {CURRENCIES} only.")
+    policy.exchange_rates = {
+        **policy.exchange_rates,
+        **{
+            code: str(_price(rate, f"pricing.exchange_rates.{code}"))
+            for code, rate in rates.items()
+        },
+    }
+    if policy.base_currency not in CURRENCIES:
+        raise CatalogError(f"pricing.base_currency must be one of {CURRENCIES}.")
+    policy.save()

@@ -44,6 +44,14 @@ class Queue(models.Model):
     core_hour_price = models.DecimalField(
         max_digits=12, decimal_places=4, default=0, help_text="Price of one core for one hour."
     )
+    node_hour_price = models.DecimalField(
+        max_digits=12,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text="Price of one whole node for one hour; when set, the queue bills by node.",
+    )
+    gpus_per_node = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.queue_code
@@ -82,6 +90,9 @@ class ApplicationVersion(models.Model):
     start_script = models.TextField(blank=True)
     stop_script = models.TextField(blank=True)
     environment_script = models.TextField(blank=True)
+    software_core_hour_price = models.DecimalField(
+        max_digits=12, decimal_places=4, default=0, help_text="Software price per core-hour."
+    )
     queues = models.ManyToManyField(Queue, related_name="application_versions", blank=True)
     created = models.DateTimeField(default=timezone.now)
     modified = models.DateTimeField(auto_now=True)

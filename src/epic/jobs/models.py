@@ -51,6 +51,8 @@ class Job(models.Model):
     status_reason = models.CharField(max_length=500, blank=True)
     cancel_requested = models.BooleanField(default=False)
     requires_auth = models.BooleanField(default=False)
+    # PENDING until a team admin decides, then AUTHORISED or REJECTED; empty when not required.
+    auth_state = models.CharField(max_length=10, blank=True)
     quoted_cost = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     cost_currency = models.CharField(max_length=3, default="GBP")
     created = models.DateTimeField(default=timezone.now, db_index=True)

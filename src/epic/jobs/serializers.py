@@ -5,6 +5,7 @@ from rest_framework import serializers
 from epic.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from epic.billing.ledger import job_spend
 from epic.billing.pricing import money_text
+from epic.billing.services import in_currency
 from epic.catalog.serializers import QueueSerializer
 from epic.data.paths import SCHEME, parse_folder_path
 from epic.jobs.models import Job, JobStep, LogRefresh
@@ -181,12 +182,14 @@ class JobSerializer(serializers.ModelSerializer):
         ]
 
     def get_cost(self, job: Job) -> str:
-        """The quoted maximum until the job ends; then what its steps were charged."""
+        """The quoted maximum until the job ends, then what it was charged; in the reader's
+        display currency."""
+        amount = job.quoted_cost
         if job.finished:
             charged = getattr(job, "charged", None)
-            spent = job_spend(job) if charged is None else charged
-            return money_text(spent, job.cost_currency)
-        return money_text(job.quoted_cost, job.cost_currency)
+            amount = job_spend(job) if charged is None else charged
+        currency = self.context.get("currency", job.cost_currency)
+        return money_text(in_currency(amount, currency), currency)
 
     def get_invoice_reference(self, job: Job) -> str | None:
         """The invoice reference, or null when none was given."""
@@ -236,11 +239,19 @@ class TaskQuoteSerializer(serializers.Serializer):
     total = MoneySerializer()
 
 
+class UnavailableQueueSerializer(serializers.Serializer):
+    """A queue that cannot run the tasks, and why."""
+
+    queue_code = serializers.CharField()
+    reason = serializers.CharField()
+
+
 class JobQuoteSerializer(serializers.Serializer):
-    """Prices per task and totals per queue."""
+    """Prices per task and totals per queue, and the queues that cannot run the tasks."""
 
     task_quotes = TaskQuoteSerializer(many=True)
     totals = TaskQuoteSerializer(many=True)
+    unavailable = UnavailableQueueSerializer(many=True)
 
 
 class ResidualValuesSerializer(serializers.Serializer):

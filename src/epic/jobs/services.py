@@ -11,12 +11,19 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from epic.api.exceptions import Conflict
-from epic.billing.pricing import TaskPrice, price_task
+from epic.billing.models import TeamBilling
+from epic.billing.services import (
+    check_budgets,
+    needs_authorisation,
+    quote_on_queues,
+    quote_tasks,
+    rates_for,
+)
 from epic.catalog.models import ApplicationVersion, Queue
 from epic.data.paths import user_prefix
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobArray, JobStep
-from epic.jobs.states import JobState, StepState
+from epic.jobs.states import AuthState, JobState, StepState
 from epic.projects.models import Project
 from epic.software.base import StepPlan, TaskSpec
 from epic.software.registry import get_driver
@@ -123,8 +130,10 @@ def prepare_binding(binding: dict, membership) -> dict:
     except serializers.ValidationError as error:
         raise serializers.ValidationError({"spec": error.detail}) from error
 
-    # The job costs what its tasks were quoted at, so that a quote and its job agree.
-    prices = _price_tasks(tasks, queue) or [price_plan(plan, queue) for plan in plans]
+    # The job costs at most what its tasks are quoted at, so that a quote and its job agree.
+    prices = quote_tasks(rates_for(queue, version, membership.team), tasks)
+    if isinstance(prices, str):
+        raise serializers.ValidationError({"spec": {"tasks": [prices]}})
     cost = sum((price.total for price in prices), Decimal(0))
     return {
         **binding,
@@ -137,15 +146,11 @@ def prepare_binding(binding: dict, membership) -> dict:
     }
 
 
-def price_plan(plan: StepPlan, queue: Queue) -> TaskPrice:
-    """The most a planned step can cost on a queue."""
-    cores = plan.num_tasks * plan.threads_per_task
-    return price_task(queue, plan.name, cores, plan.max_runtime_hours)
-
-
 @transaction.atomic
 def submit(array_spec: dict, prepared: list[dict], membership) -> list[Job]:
     """Create the array, its jobs and their steps in one transaction, then wake the worker."""
+    lock_team_budget(membership.team)
+    check_array_budgets(membership.team, prepared)
     common = array_spec.get("common_data") or {}
     array = JobArray.objects.create(
         team=membership.team,
@@ -159,9 +164,34 @@ def submit(array_spec: dict, prepared: list[dict], membership) -> list[Job]:
     return jobs
 
 
+def lock_team_budget(team) -> None:
+    """Serialise submissions of one team, so that concurrent ones cannot overrun a budget.
+
+    On PostgreSQL this locks the team's billing row; SQLite's IMMEDIATE transactions already
+    let one writer in at a time.
+    """
+    TeamBilling.of(team)
+    list(TeamBilling.objects.select_for_update().filter(team=team))
+
+
+def check_array_budgets(team, prepared: list[dict]) -> None:
+    """Refuse the whole array if its maximum cost would overrun a team or project limit."""
+    check_budgets(team, None, sum((binding["cost"] for binding in prepared), Decimal(0)))
+    by_project: dict[int, tuple] = {}
+    for binding in prepared:
+        if binding["project"] is not None:
+            project, cost = by_project.get(binding["project"].pk, (binding["project"], 0))
+            by_project[project.pk] = (project, cost + binding["cost"])
+    for project, cost in by_project.values():
+        check_budgets(team, project, cost)
+
+
 def _create_job(array: JobArray, binding: dict, config: dict, membership) -> Job:
     """Create one job and its steps from a prepared binding."""
+    requires_auth = needs_authorisation(membership.team, binding["cost"])
     job = Job.objects.create(
+        requires_auth=requires_auth,
+        auth_state=AuthState.PENDING if requires_auth else "",
         tasks=[asdict(task) for task in task_specs(binding["spec"]["tasks"])],
         array=array,
         team=membership.team,
@@ -210,7 +240,7 @@ def request_cancel(job: Job) -> None:
     logger.info("Job %s: cancellation requested", job.pk)
 
 
-def quote(spec: dict, membership) -> dict:
+def quote(spec: dict, membership, currency: str) -> dict:
     """Price a job spec on every queue that can run it (or only the one named)."""
     version = find_version(spec["app_code"])
     find_project(spec.get("project"), membership)
@@ -219,37 +249,10 @@ def quote(spec: dict, membership) -> dict:
         queues = [find_queue(spec["queue_code"], version)]
 
     tasks = task_specs(spec["tasks"])
-    task_quotes, totals = [], []
-    for queue in queues:
-        prices = _price_tasks(tasks, queue)
-        if prices is None:
-            continue
-        task_quotes.extend(prices)
-        totals.append(_sum_prices(prices, queue))
-    return {"task_quotes": task_quotes, "totals": totals}
-
-
-def _price_tasks(tasks: list[TaskSpec], queue: Queue) -> list[TaskPrice] | None:
-    """Price each task on a queue, or None if the queue cannot run one of them."""
-    prices = []
-    for task in tasks:
-        if task.partitions > queue.max_allocation or task.runtime > queue.max_runtime:
-            return None
-        prices.append(price_task(queue, task.reference, task.partitions, task.runtime))
-    return prices
-
-
-def _sum_prices(prices: list[TaskPrice], queue: Queue) -> TaskPrice:
-    """The itemised total of a queue's task prices."""
-    return TaskPrice(
-        reference="total",
-        queue_code=queue.queue_code,
-        iaas_cost=sum((price.iaas_cost for price in prices), Decimal(0)),
-        software_cost=sum((price.software_cost for price in prices), Decimal(0)),
-        service_charge=sum((price.service_charge for price in prices), Decimal(0)),
-        discount=sum((price.discount for price in prices), Decimal(0)),
-        tax=sum((price.tax for price in prices), Decimal(0)),
+    task_quotes, totals, refusals = quote_on_queues(
+        version, queues, tasks, membership.team, currency
     )
+    return {"task_quotes": task_quotes, "totals": totals, "unavailable": refusals}
 
 
 @transaction.atomic

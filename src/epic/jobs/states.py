@@ -78,3 +78,11 @@ STEP_TRANSITIONS = {
 
 class InvalidTransitionError(RuntimeError):
     """A state change that the life cycle does not allow."""
+
+
+class AuthState(models.TextChoices):
+    """A team admin's decision on a job that needs authorisation."""
+
+    PENDING = "PENDING", "Pending"
+    AUTHORISED = "AUTHORISED", "Authorised"
+    REJECTED = "REJECTED", "Rejected"

@@ -13,7 +13,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from epic.accounts.services import current_membership
+from epic.accounts.services import current_membership, profile_of
 from epic.billing.pricing import money
 from epic.jobs import residuals
 from epic.jobs.models import Job, JobStep, LogRefresh
@@ -77,6 +77,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             jobs = jobs.filter(array_id=array)
         return jobs
 
+    def get_serializer_context(self) -> dict:
+        """Money is shown in the reader's display currency."""
+        currency = profile_of(self.request.user).display_currency
+        return {**super().get_serializer_context(), "currency": currency}
+
     @extend_schema(request=JobArraySpecSerializer, responses={201: JobSerializer(many=True)})
     def create(self, request):
         """Submit a job array; answer the created jobs."""
@@ -95,7 +100,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
         jobs = submit(spec.validated_data, prepared, membership)
         created = self.get_queryset().filter(pk__in=[job.pk for job in jobs]).order_by("id")
-        return Response(JobSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
+        answer = JobSerializer(created, many=True, context=self.get_serializer_context())
+        return Response(answer.data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=JobUpdateSerializer, responses=JobUpdateSerializer)
     def partial_update(self, request, pk=None):
@@ -116,11 +122,13 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         """Price a job spec on the queues that can run it."""
         spec = JobSpecSerializer(data=request.data)
         spec.is_valid(raise_exception=True)
-        answer = quote(spec.validated_data, current_membership(request))
+        currency = profile_of(request.user).display_currency
+        answer = quote(spec.validated_data, current_membership(request), currency)
         return Response(
             {
                 "task_quotes": [_price_json(price) for price in answer["task_quotes"]],
                 "totals": [_price_json(price) for price in answer["totals"]],
+                "unavailable": answer["unavailable"],
             }
         )
 
@@ -153,12 +161,12 @@ def _price_json(price) -> dict:
     return {
         "reference": price.reference,
         "queue_code": price.queue_code,
-        "iaas_cost": money(price.iaas_cost),
-        "software_cost": money(price.software_cost),
-        "service_charge": money(price.service_charge),
-        "discount": money(price.discount),
-        "tax": money(price.tax),
-        "total": money(price.total),
+        "iaas_cost": money(price.iaas_cost, price.currency),
+        "software_cost": money(price.software_cost, price.currency),
+        "service_charge": money(price.service_charge, price.currency),
+        "discount": money(price.discount, price.currency),
+        "tax": money(price.tax, price.currency),
+        "total": money(price.total, price.currency),
     }
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import Q
 from django.utils import timezone
 
 from epic.billing import ledger
@@ -16,7 +17,7 @@ from epic.compute.base import RunState
 from epic.compute.registry import backend_for
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep, LogRefresh
-from epic.jobs.states import FINAL_JOB_STATES, JobState, StepState
+from epic.jobs.states import FINAL_JOB_STATES, AuthState, JobState, StepState
 from epic.worker import lifecycle
 from epic.worker.launches import launch_for
 from epic.worker.staging import StagingError, stage_in, stage_out
@@ -123,8 +124,9 @@ class Worker:
 
     def dispatch_pending_jobs(self) -> None:
         """Claim authorised pending jobs and stage their input in the background."""
+        authorised = Q(requires_auth=False) | Q(auth_state=AuthState.AUTHORISED)
         pending = Job.objects.filter(
-            state=JobState.PENDING, cancel_requested=False, requires_auth=False
+            authorised, state=JobState.PENDING, cancel_requested=False
         ).select_related("array", "submitted_by")
         for job in pending.order_by("id")[:50]:
             if job.move_to(JobState.STAGING_IN):

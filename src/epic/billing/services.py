@@ -1,0 +1,126 @@
+"""Money rules between the API and the catalog: rates for a team, quotes, budgets, display."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.db.models import Sum
+from django.utils import timezone
+from rest_framework import serializers
+
+from epic.billing.ledger import month_of, month_spend
+from epic.billing.models import PricingPolicy, TeamBilling
+from epic.billing.pricing import Rates, TaskPrice, add_up, money, price, reserve, to_penny
+from epic.catalog.models import ApplicationVersion, Queue
+from epic.software.base import TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+def rates_for(queue: Queue, version, team, currency: str | None = None) -> Rates:
+    """The rates a team pays on a queue, in a display currency (the base one by default)."""
+    policy = PricingPolicy.current()
+    currency = currency or policy.base_currency
+    return Rates(
+        queue=queue,
+        version=version,
+        discount_rate=TeamBilling.of(team).discount_rate,
+        service_charge_rate=policy.service_charge_rate,
+        tax_rate=policy.tax_rate,
+        exchange_rate=policy.rate(currency) / policy.rate(policy.base_currency),
+        currency=currency,
+    )
+
+
+def quote_tasks(rates: Rates, tasks: list[TaskSpec]) -> list[TaskPrice] | str:
+    """Each task's maximum price on the rates' queue, or why that queue cannot run one."""
+    prices = []
+    for task in tasks:
+        reservation = reserve(rates.queue, task)
+        if isinstance(reservation, str):
+            return reservation
+        prices.append(price(rates, task.reference, reservation, Decimal(task.runtime)))
+    return prices
+
+
+def quote_on_queues(version: ApplicationVersion, queues, tasks: list[TaskSpec], team, currency):
+    """Quotes per task and totals per queue, and the reasons for queues that cannot run it."""
+    task_quotes, totals, refusals = [], [], []
+    for queue in queues:
+        prices = quote_tasks(rates_for(queue, version, team, currency), tasks)
+        if isinstance(prices, str):
+            refusals.append({"queue_code": queue.queue_code, "reason": prices})
+            continue
+        task_quotes.extend(prices)
+        totals.append(add_up(prices, "total", queue.queue_code, currency))
+    return task_quotes, totals, refusals
+
+
+def in_currency(amount: Decimal, currency: str) -> Decimal:
+    """A base-currency amount in a display currency, rounded by the one rule."""
+    policy = PricingPolicy.current()
+    return to_penny(amount * policy.rate(currency) / policy.rate(policy.base_currency))
+
+
+def display_money(amount: Decimal, currency: str) -> dict:
+    """A base-currency amount as a money object in a display currency."""
+    return money(in_currency(amount, currency), currency)
+
+
+def committed_spend(team=None, project=None) -> Decimal:
+    """This month's charges plus the quoted maximum of the jobs that have not finished."""
+    from epic.jobs.models import Job
+    from epic.jobs.states import FINAL_JOB_STATES
+
+    unfinished = Job.objects.exclude(state__in=FINAL_JOB_STATES)
+    if team is not None:
+        unfinished = unfinished.filter(team=team)
+    if project is not None:
+        unfinished = unfinished.filter(project=project)
+    open_quotes = unfinished.aggregate(total=Sum("quoted_cost"))["total"] or Decimal(0)
+    charged_open = _charged_so_far(unfinished)
+    return month_spend(team=team, project=project, month=month_of(timezone.now())) + (
+        open_quotes - charged_open
+    )
+
+
+def _charged_so_far(jobs) -> Decimal:
+    """What unfinished jobs have already been charged (already counted in month_spend)."""
+    from epic.billing.models import SpendEntry
+
+    total = SpendEntry.objects.filter(step__job__in=jobs).aggregate(total=Sum("amount"))
+    return total["total"] or Decimal(0)
+
+
+def check_budgets(team, project, new_cost: Decimal) -> None:
+    """Refuse a submission that would take the team's or project's month over its limit."""
+    billing = TeamBilling.of(team)
+    if billing.monthly_limit is not None:
+        committed = committed_spend(team=team)
+        if committed + new_cost > billing.monthly_limit:
+            raise serializers.ValidationError(
+                {"budget": [_over(new_cost, committed, billing.monthly_limit, "team's monthly")]}
+            )
+    if project is not None and project.spend_limit is not None:
+        committed = committed_spend(project=project)
+        if committed + new_cost > project.spend_limit:
+            raise serializers.ValidationError(
+                {"budget": [_over(new_cost, committed, project.spend_limit, "project's")]}
+            )
+
+
+def _over(cost: Decimal, committed: Decimal, limit: Decimal, which: str) -> str:
+    """The reason a submission is over a limit."""
+    return (
+        f"This submission's maximum cost {to_penny(cost)} with {to_penny(committed)} already "
+        f"committed this month exceeds the {which} limit of {to_penny(limit)}."
+    )
+
+
+def needs_authorisation(team, cost: Decimal) -> bool:
+    """Whether a job of this cost must wait for a team admin's decision."""
+    billing = TeamBilling.of(team)
+    if not billing.jobauth_enabled:
+        return False
+    return billing.jobauth_all_jobs or cost > billing.jobauth_cost_threshold
