@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import threading
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 
@@ -97,6 +98,78 @@ def _project_create(args) -> int:
     return 0
 
 
+def _billing_team(args) -> int:
+    """Set a team's discount, monthly limit and job authorisation rule."""
+    from epic.accounts.models import Team
+    from epic.billing.models import TeamBilling
+
+    team = Team.objects.filter(name=args.team).first()
+    if team is None:
+        print(f"epic: no team named {args.team}", file=sys.stderr)
+        return 1
+    billing = TeamBilling.of(team)
+    for option, field in BILLING_OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            setattr(billing, field, value)
+    billing.save()
+    print(_billing_text(billing))
+    return 0
+
+
+def _billing_text(billing) -> str:
+    """A team's billing settings in one line."""
+    return (
+        f"{billing.team.name}: discount {billing.discount_rate}, monthly limit "
+        f"{billing.monthly_limit}, jobauth {'on' if billing.jobauth_enabled else 'off'} "
+        f"(all jobs: {billing.jobauth_all_jobs}, threshold {billing.jobauth_cost_threshold}), "
+        f"profile max limit {billing.profile.max_limit if billing.profile else None}"
+    )
+
+
+def _billing_max_limit(args) -> int:
+    """Set the maximum of the monthly limits of a team's billing profile."""
+    from epic.accounts.models import Team
+    from epic.billing.models import TeamBilling
+
+    team = Team.objects.filter(name=args.team).first()
+    if team is None:
+        print(f"epic: no team named {args.team}", file=sys.stderr)
+        return 1
+    billing = TeamBilling.of(team)
+    billing.profile.max_limit = args.amount
+    billing.profile.save()
+    print(_billing_text(billing))
+    return 0
+
+
+def _amount(text: str) -> Decimal:
+    """A non-negative decimal amount from the command line."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from error
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError("an amount is zero or more")
+    return value
+
+
+def _yes_no(text: str) -> bool:
+    """A yes/no switch from the command line."""
+    if text not in ("yes", "no", "on", "off"):
+        raise argparse.ArgumentTypeError("say yes or no")
+    return text in ("yes", "on")
+
+
+BILLING_OPTIONS = {
+    "discount": "discount_rate",
+    "monthly_limit": "monthly_limit",
+    "jobauth": "jobauth_enabled",
+    "jobauth_all_jobs": "jobauth_all_jobs",
+    "jobauth_threshold": "jobauth_cost_threshold",
+}
+
+
 def _catalog_load(args) -> int:
     """Load clusters, queues and applications from a YAML file."""
     from epic.catalog.loader import CatalogError, load_catalog_file
@@ -108,6 +181,34 @@ def _catalog_load(args) -> int:
         return 1
     print(", ".join(f"{count} {kind}" for kind, count in counts.items()))
     return 0
+
+
+def _cluster_show(args) -> int:
+    """Print what the worker sees of each cluster; exit 1 if a Slurm cluster does not answer."""
+    from epic.catalog.models import Backend, Cluster
+    from epic.compute.slurm.overview import describe, look_at_cluster
+
+    healthy = True
+    for cluster in Cluster.objects.prefetch_related("queues").order_by("name"):
+        print(f"Cluster {cluster.name} ({cluster.get_backend_display()})")
+        queues = {queue.queue_code: queue.partition for queue in cluster.queues.all()}
+        if cluster.backend == Backend.SLURM:
+            view = look_at_cluster()
+            healthy = healthy and view.healthy
+            print("\n".join(describe(view, queues)))
+        else:
+            print("\n".join(_describe_local(queues)))
+    return 0 if healthy else 1
+
+
+def _describe_local(queues: dict[str, str]) -> list[str]:
+    """Lines describing this machine as a cluster."""
+    from epic.catalog.defaults import machine_cores, machine_memory
+
+    return [
+        f"  health: up (this machine: {machine_cores()} cores, {machine_memory()})",
+        f"  queues: {', '.join(sorted(queues))}",
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,10 +253,30 @@ def _add_admin_commands(areas) -> None:
     project_create.add_argument("--description")
     project_create.set_defaults(handler=_project_create)
 
+    billing = areas.add_parser("billing").add_subparsers(dest="action", required=True)
+    team = billing.add_parser("team", help="a team's discount, budget and job authorisation")
+    team.add_argument("team")
+    team.add_argument("--discount", type=_amount, help="a fraction, e.g. 0.1 for 10%%")
+    team.add_argument("--monthly-limit", type=_amount, help="in the base currency")
+    team.add_argument("--jobauth", type=_yes_no, help="yes or no")
+    team.add_argument("--jobauth-all-jobs", type=_yes_no, help="yes or no")
+    team.add_argument("--jobauth-threshold", type=_amount, help="in the base currency")
+    team.set_defaults(handler=_billing_team)
+    max_limit = billing.add_parser("max-limit", help="cap the limits of a team's profile")
+    max_limit.add_argument("team")
+    max_limit.add_argument("amount", type=_amount)
+    max_limit.set_defaults(handler=_billing_max_limit)
+
     catalog = areas.add_parser("catalog").add_subparsers(dest="action", required=True)
     load = catalog.add_parser("load", help="load queues and applications from a YAML file")
     load.add_argument("file")
     load.set_defaults(handler=_catalog_load)
+
+    cluster = areas.add_parser("cluster").add_subparsers(dest="action", required=True)
+    show = cluster.add_parser(
+        "show", help="print each cluster's health, nodes, partitions and queues"
+    )
+    show.set_defaults(handler=_cluster_show)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ api = [
     path("", include("epic.jobs.urls")),
     path("", include("epic.data.urls")),
     path("", include("epic.licences.urls")),
+    path("", include("epic.billing.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularRedocView.as_view(url_name="schema"), name="docs"),
 ]

@@ -112,6 +112,7 @@ def test_quote_prices_each_task_on_each_queue(alice):
     spec = {
         "app_code": "script",
         "tasks": [{"reference": "run", "partitions": 2, "runtime": 3}],
+        "queue_code": "local",
     }
 
     response = alice.post("/api/v2/job/quote/", spec, format="json")

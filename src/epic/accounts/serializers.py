@@ -28,9 +28,19 @@ class TeamDetailSerializer(TeamSerializer):
     """A team with its members' ids and roles."""
 
     members = serializers.SerializerMethodField()
+    monthly_spend = serializers.SerializerMethodField()
 
     class Meta(TeamSerializer.Meta):
-        fields = [*TeamSerializer.Meta.fields, "members"]
+        fields = [*TeamSerializer.Meta.fields, "members", "monthly_spend"]
+
+    def get_monthly_spend(self, team: Team) -> str | None:
+        """What the team has been charged this month; shown to its admins and owners only."""
+        from epic.billing.ledger import month_spend
+        from epic.billing.pricing import money_text
+
+        if team.caller_role not in ("admin", "owner"):
+            return None
+        return money_text(month_spend(team=team))
 
     def get_members(self, team: Team) -> str:
         """Members as `user_id:role` pairs separated by commas."""

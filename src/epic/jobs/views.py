@@ -14,7 +14,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from epic.accounts.services import current_membership, profile_of
+from epic.billing.authorisation import decide
 from epic.billing.pricing import money
+from epic.billing.serializers import JobAuthDecisionSerializer, JobAuthStatusSerializer
+from epic.billing.views import auth_status
 from epic.jobs import residuals
 from epic.jobs.models import Job, JobStep, LogRefresh
 from epic.jobs.serializers import (
@@ -131,6 +134,20 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 "unavailable": answer["unavailable"],
             }
         )
+
+    @extend_schema(responses=JobAuthStatusSerializer)
+    @extend_schema(methods=["PUT"], request=JobAuthDecisionSerializer)
+    @action(detail=True, methods=["get", "put"], url_path="auth")
+    def auth(self, request, pk=None):
+        """The job's authorisation status; PUT authorises or rejects it (admins and owners)."""
+        job = self.get_object()
+        membership = current_membership(request)
+        currency = profile_of(request.user).display_currency
+        if request.method == "PUT":
+            decision = JobAuthDecisionSerializer(data=request.data)
+            decision.is_valid(raise_exception=True)
+            job = decide(job, membership, decision.validated_data["state"])
+        return Response(auth_status(job, membership, currency))
 
     @extend_schema(operation_id="job_cancel", request=None, responses={204: None})
     @action(detail=True, methods=["post"])

@@ -70,7 +70,11 @@ class LicenceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
     )
     @action(detail=False, methods=["get"])
     def templates(self, request):
-        """Every catalog application with the variables its licences are expected to set."""
+        """Every catalog application with the variables its licences are expected to set.
+
+        Limitation: epiccore 0.0.28 declares a single template as this answer; the list of
+        every application's templates is kept, and epiccore reads it as an empty template.
+        """
         applications = Application.objects.select_related("licence_template").order_by("id")
         page = self.paginate_queryset(applications)
         return self.get_paginated_response(LicenceTemplateSerializer(page, many=True).data)

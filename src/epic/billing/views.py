@@ -1,0 +1,228 @@
+"""Billing limits and job authorisation endpoints."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, serializers, viewsets
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+
+from epic.accounts.models import Membership, Team
+from epic.accounts.services import current_membership, profile_of
+from epic.api.permissions import MANAGING_ROLES
+from epic.billing.authorisation import decide, permissions_text
+from epic.billing.models import TeamBilling
+from epic.billing.pricing import money_text
+from epic.billing.serializers import (
+    JobAuthDecisionSerializer,
+    JobAuthStatusSerializer,
+    LimitsSerializer,
+    LimitsUpdateSerializer,
+)
+from epic.billing.services import display_money, in_currency
+from epic.jobs.models import Job
+from epic.jobs.states import AuthState
+
+
+def _rate_back(amount: Decimal, currency: str) -> Decimal:
+    """A display-currency amount in the base currency."""
+    one = in_currency(Decimal(1_000_000), currency) / Decimal(1_000_000)
+    return (amount / one).quantize(Decimal("0.01"))
+
+
+def _profile_teams(membership: Membership) -> list[TeamBilling]:
+    """The billing settings of the teams that share the caller's team's billing profile."""
+    billing = TeamBilling.of(membership.team)
+    return list(
+        TeamBilling.objects.filter(profile=billing.profile)
+        .select_related("team", "profile")
+        .order_by("team_id")
+    )
+
+
+def _limit(billing: TeamBilling, user, currency: str) -> dict:
+    """One team's limit, budget and authorisation rule as the API shows them."""
+    role = Membership.objects.filter(team=billing.team, user=user).values_list("role", flat=True)
+    members = Membership.objects.filter(team=billing.team).count()
+    threshold = display_money(billing.jobauth_cost_threshold, currency)
+    return {
+        "id": billing.team_id,
+        "team": {
+            "id": billing.team_id,
+            "name": billing.team.name,
+            "number_of_members": members,
+            "user_role": role.first() or "",
+        },
+        "budget": {"monthly_limit": display_money(billing.monthly_limit or Decimal(0), currency)},
+        "project": None,
+        "jobauth": {
+            "enabled": billing.jobauth_enabled,
+            "all_jobs": billing.jobauth_all_jobs,
+            "cost_threshold": threshold,
+            "description_str": _jobauth_text(billing, currency),
+        },
+    }
+
+
+def _jobauth_text(billing: TeamBilling, currency: str) -> str:
+    """The team's authorisation rule in words."""
+    if not billing.jobauth_enabled:
+        return "Jobs need no authorisation."
+    if billing.jobauth_all_jobs:
+        return "Every job needs authorisation."
+    threshold = money_text(in_currency(billing.jobauth_cost_threshold, currency), currency)
+    return f"Jobs costing more than {threshold} need authorisation."
+
+
+def _limits_answer(membership: Membership) -> dict:
+    """Every limit of the caller's billing profile, the profile's maximum and their total."""
+    currency = profile_of(membership.user).display_currency
+    teams = _profile_teams(membership)
+    profile = teams[0].profile
+    total = sum((billing.monthly_limit or Decimal(0) for billing in teams), Decimal(0))
+    max_limit = display_money(profile.max_limit or Decimal(0), currency)
+    total_money = display_money(total, currency)
+    return {
+        "limits": [_limit(billing, membership.user, currency) for billing in teams],
+        "max_limit": {"amount": max_limit["amount"], "currency": currency},
+        "max_limit_str": money_text(Decimal(max_limit["amount"]), currency),
+        "total": {"amount": total_money["amount"], "currency": currency},
+        "total_str": money_text(Decimal(total_money["amount"]), currency),
+    }
+
+
+@extend_schema(methods=["GET"], operation_id="billing_limits_list", responses=LimitsSerializer)
+@extend_schema(
+    methods=["PATCH"],
+    operation_id="billing_limits_partial_update",
+    request=LimitsUpdateSerializer,
+    responses=LimitsSerializer,
+)
+@api_view(["GET", "PATCH"])
+def billing_limits(request):
+    """The limits of the teams of the caller's billing profile; PATCH changes them."""
+    membership = current_membership(request)
+    if request.method == "PATCH":
+        update = LimitsUpdateSerializer(data=request.data)
+        update.is_valid(raise_exception=True)
+        _apply_limits(membership, update.validated_data["limits"])
+    return Response(_limits_answer(membership))
+
+
+@transaction.atomic
+def _apply_limits(membership: Membership, changes: list[dict]) -> None:
+    """Apply limit changes; refuse them all if one is not allowed or the sum is over the max."""
+    currency = profile_of(membership.user).display_currency
+    teams = {billing.team_id: billing for billing in _profile_teams(membership)}
+    for index, change in enumerate(changes):
+        billing = teams.get(change["id"])
+        if billing is None:
+            raise serializers.ValidationError({"limits": {index: {"id": ["No such team."]}}})
+        _check_manager(billing.team, membership.user)
+        _apply_change(billing, change, currency)
+
+    profile = next(iter(teams.values())).profile
+    total = sum((billing.monthly_limit or Decimal(0) for billing in teams.values()), Decimal(0))
+    if profile.max_limit is not None and total > profile.max_limit:
+        raise serializers.ValidationError(
+            {"limits": [f"The limits add up to {total}, over the maximum {profile.max_limit}."]}
+        )
+    for billing in teams.values():
+        billing.save()
+
+
+def _check_manager(team: Team, user) -> None:
+    """Only a team's admins and owners change its limits."""
+    role = Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
+    if role not in MANAGING_ROLES:
+        raise exceptions.PermissionDenied("Only the team's admins and owners change its limits.")
+
+
+def _apply_change(billing: TeamBilling, change: dict, currency: str) -> None:
+    """Set a team's monthly limit and authorisation rule from one change."""
+    if "budget" in change:
+        billing.monthly_limit = _rate_back(change["budget"]["monthly_limit"]["amount"], currency)
+    jobauth = change.get("jobauth", {})
+    if "enabled" in jobauth:
+        billing.jobauth_enabled = jobauth["enabled"]
+    if "all_jobs" in jobauth:
+        billing.jobauth_all_jobs = jobauth["all_jobs"]
+    if "cost_threshold" in jobauth:
+        billing.jobauth_cost_threshold = _rate_back(jobauth["cost_threshold"]["amount"], currency)
+
+
+def auth_status(job: Job, membership: Membership, currency: str) -> dict:
+    """A job's authorisation status as the API shows it."""
+    return {
+        "required": job.requires_auth,
+        "state": job.auth_state or AuthState.AUTHORISED,
+        "job": {
+            "id": job.pk,
+            "name": job.name,
+            "app": job.app_version.application.product_name,
+            "cost": money_text(in_currency(job.quoted_cost, currency), currency),
+            "submitted_by": job.submitted_by.username,
+            "submitted_at": job.created.isoformat(),
+        },
+        "user_profile": {
+            "display_name": job.submitted_by.get_full_name() or job.submitted_by.username
+        },
+        "permissions": permissions_text(job, membership),
+    }
+
+
+@extend_schema_view(list=extend_schema(operation_id="jobauth_list"))
+class JobAuthViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Jobs of the caller's team that need authorisation, and the decisions on them."""
+
+    serializer_class = JobAuthStatusSerializer
+    lookup_url_kwarg = "job"
+    queryset = Job.objects.none()
+    http_method_names = ["get", "put", "head", "options"]
+
+    def get_queryset(self):
+        """The current team's jobs that need authorisation, newest first."""
+        if getattr(self, "swagger_fake_view", False):
+            return Job.objects.none()
+        team = current_membership(self.request).team
+        return (
+            Job.objects.filter(team=team, requires_auth=True)
+            .select_related("app_version__application", "submitted_by")
+            .order_by("-id")
+        )
+
+    def list(self, request):
+        """The jobs waiting for a decision the caller may take."""
+        membership = current_membership(request)
+        waiting = self.get_queryset().filter(auth_state=AuthState.PENDING)
+        page = self.paginate_queryset(waiting)
+        currency = profile_of(request.user).display_currency
+        rows = [auth_status(job, membership, currency) for job in page]
+        return self.get_paginated_response(rows)
+
+    def retrieve(self, request, job=None):
+        """One job's authorisation status."""
+        membership = current_membership(request)
+        currency = profile_of(request.user).display_currency
+        return Response(auth_status(self.get_object(), membership, currency))
+
+    @extend_schema(request=JobAuthDecisionSerializer, responses=JobAuthStatusSerializer)
+    def update(self, request, job=None):
+        """Authorise or reject a job (team admins and owners)."""
+        decision = JobAuthDecisionSerializer(data=request.data)
+        decision.is_valid(raise_exception=True)
+        membership = current_membership(request)
+        decided = decide(self.get_object(), membership, decision.validated_data["state"])
+        currency = profile_of(request.user).display_currency
+        return Response(auth_status(decided, membership, currency))
+
+
+def job_spend_total(team) -> Decimal:
+    """Everything a team's jobs have been charged, for admins' views."""
+    return Job.objects.filter(team=team).aggregate(total=Sum("steps__spend__amount"))[
+        "total"
+    ] or Decimal(0)
