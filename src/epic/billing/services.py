@@ -57,10 +57,19 @@ def quote_on_queues(version: ApplicationVersion, queues, tasks: list[TaskSpec], 
     return task_quotes, totals, refusals
 
 
-def in_currency(amount: Decimal, currency: str) -> Decimal:
-    """A base-currency amount in a display currency, rounded by the one rule."""
+def exchange_factor(currency: str) -> Decimal:
+    """Units of a display currency per unit of the base currency."""
     policy = PricingPolicy.current()
-    return to_penny(amount * policy.rate(currency) / policy.rate(policy.base_currency))
+    return policy.rate(currency) / policy.rate(policy.base_currency)
+
+
+def in_currency(amount: Decimal, currency: str, factor: Decimal | None = None) -> Decimal:
+    """A base-currency amount in a display currency, rounded by the one rule.
+
+    Pass `factor` (from exchange_factor) when converting many amounts, to read the rates once.
+    """
+    factor = exchange_factor(currency) if factor is None else factor
+    return to_penny(amount * factor)
 
 
 def display_money(amount: Decimal, currency: str) -> dict:

@@ -23,7 +23,7 @@ from epic.billing.serializers import (
     LimitsSerializer,
     LimitsUpdateSerializer,
 )
-from epic.billing.services import display_money, in_currency
+from epic.billing.services import display_money, exchange_factor, in_currency
 from epic.jobs.models import Job
 from epic.jobs.states import AuthState
 
@@ -155,7 +155,7 @@ def _apply_change(billing: TeamBilling, change: dict, currency: str) -> None:
         billing.jobauth_cost_threshold = _rate_back(jobauth["cost_threshold"]["amount"], currency)
 
 
-def auth_status(job: Job, membership: Membership, currency: str) -> dict:
+def auth_status(job: Job, membership: Membership, currency: str, factor=None) -> dict:
     """A job's authorisation status as the API shows it."""
     return {
         "required": job.requires_auth,
@@ -164,7 +164,7 @@ def auth_status(job: Job, membership: Membership, currency: str) -> dict:
             "id": job.pk,
             "name": job.name,
             "app": job.app_version.application.product_name,
-            "cost": money_text(in_currency(job.quoted_cost, currency), currency),
+            "cost": money_text(in_currency(job.quoted_cost, currency, factor), currency),
             "submitted_by": job.submitted_by.username,
             "submitted_at": job.created.isoformat(),
         },
@@ -201,7 +201,8 @@ class JobAuthViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         waiting = self.get_queryset().filter(auth_state=AuthState.PENDING)
         page = self.paginate_queryset(waiting)
         currency = profile_of(request.user).display_currency
-        rows = [auth_status(job, membership, currency) for job in page]
+        factor = exchange_factor(currency)
+        rows = [auth_status(job, membership, currency, factor) for job in page]
         return self.get_paginated_response(rows)
 
     def retrieve(self, request, job=None):

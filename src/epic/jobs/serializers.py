@@ -189,7 +189,8 @@ class JobSerializer(serializers.ModelSerializer):
             charged = getattr(job, "charged", None)
             amount = job_spend(job) if charged is None else charged
         currency = self.context.get("currency", job.cost_currency)
-        return money_text(in_currency(amount, currency), currency)
+        factor = self.context.get("exchange_factor")
+        return money_text(in_currency(amount, currency, factor), currency)
 
     def get_invoice_reference(self, job: Job) -> str | None:
         """The invoice reference, or null when none was given."""

@@ -17,6 +17,7 @@ from epic.accounts.services import current_membership, profile_of
 from epic.billing.authorisation import decide
 from epic.billing.pricing import money
 from epic.billing.serializers import JobAuthDecisionSerializer, JobAuthStatusSerializer
+from epic.billing.services import exchange_factor
 from epic.billing.views import auth_status
 from epic.jobs import residuals
 from epic.jobs.models import Job, JobStep, LogRefresh
@@ -83,7 +84,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_serializer_context(self) -> dict:
         """Money is shown in the reader's display currency."""
         currency = profile_of(self.request.user).display_currency
-        return {**super().get_serializer_context(), "currency": currency}
+        return {
+            **super().get_serializer_context(),
+            "currency": currency,
+            "exchange_factor": exchange_factor(currency),
+        }
 
     @extend_schema(request=JobArraySpecSerializer, responses={201: JobSerializer(many=True)})
     def create(self, request):
