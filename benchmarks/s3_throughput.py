@@ -62,6 +62,7 @@ def main() -> None:
     """Make the file, time each way of moving it, print the figures."""
     with tempfile.TemporaryDirectory(dir=os.environ.get("EPIC_BENCH_DIR")) as folder:
         work = Path(folder)
+        work.chmod(0o711)
         source = work / "big.bin"
         with open(source, "wb") as stream:
             for _ in range(SIZE // (64 * MIB)):

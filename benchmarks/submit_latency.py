@@ -90,6 +90,8 @@ def measure(api_url: str, token: str) -> list[float]:
 def main() -> None:
     """Start a server, measure, print the figures."""
     with tempfile.TemporaryDirectory() as home:
+        # Jobs run under their own uids (as root) and must be able to pass through EPIC_HOME.
+        Path(home).chmod(0o711)
         process, api_url, _ = start_server(Path(home))
         try:
             epic_command(Path(home), "admin", "user", "create", "bench", "--team", "bench")

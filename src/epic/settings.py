@@ -141,5 +141,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "epic": {"handlers": ["console"], "level": os.environ.get("EPIC_LOG_LEVEL", "INFO")},
+        # Tracebacks of requests that failed with a 500.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

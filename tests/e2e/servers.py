@@ -26,12 +26,17 @@ def server_env(home: Path) -> dict[str, str]:
     return {**env, "EPIC_HOME": str(home)}
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str, str]:
-    """Start `epic serve` on free ports and wait for it to print its URLs."""
+def start_server(
+    home: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str, str]:
+    """Start `epic serve` on free ports and wait for it to print its URLs.
+
+    The server runs on its embedded defaults unless `env` gives an environment of its own.
+    """
     port, s3_port = free_port(), free_port()
     process = subprocess.Popen(
         [str(EPIC), "serve", "--port", str(port), "--s3-port", str(s3_port)],
-        env=server_env(home),
+        env=env or server_env(home),
         stdout=subprocess.PIPE,
         stderr=open(home / "server.log", "ab"),  # noqa: SIM115
         text=True,

@@ -4,7 +4,7 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Prefetch, Sum
+from django.db.models import OuterRef, Prefetch, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from epic.accounts.services import current_membership, profile_of
 from epic.billing.authorisation import decide
+from epic.billing.models import SpendEntry
 from epic.billing.pricing import money
 from epic.billing.serializers import JobAuthDecisionSerializer, JobAuthStatusSerializer
 from epic.billing.services import exchange_factor
@@ -69,11 +70,18 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if getattr(self, "swagger_fake_view", False):
             return Job.objects.none()
         team = current_membership(self.request).team
+        # A correlated subquery, so that neither the page nor its count joins every step.
+        charged_per_job = (
+            SpendEntry.objects.filter(step__job=OuterRef("pk"))
+            .values("step__job")
+            .annotate(total=Sum("amount"))
+            .values("total")
+        )
         jobs = (
             Job.objects.filter(team=team)
             .select_related("app_version__application", "submitted_by", "queue__cluster")
             .prefetch_related(Prefetch("steps", queryset=JobStep.objects.order_by("index")))
-            .annotate(charged=Coalesce(Sum("steps__spend__amount"), Decimal(0)))
+            .annotate(charged=Coalesce(Subquery(charged_per_job), Decimal(0)))
             .order_by("-id")
         )
         array = positive_int_param(self.request, "job_array")
@@ -200,11 +208,9 @@ class JobStepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if getattr(self, "swagger_fake_view", False):
             return JobStep.objects.none()
         team = current_membership(self.request).team
-        steps = (
-            JobStep.objects.filter(job__team=team)
-            .select_related("job__app_version")
-            .order_by("-job_id", "index")
-        )
+        steps = JobStep.objects.filter(job__team=team).order_by("-job_id", "index")
+        if self.action != "list":
+            steps = steps.select_related("job__app_version")
         parent = positive_int_param(self.request, "parent_job")
         if parent is not None:
             steps = steps.filter(job_id=parent)
