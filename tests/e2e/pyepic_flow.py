@@ -1,9 +1,10 @@
 """Drive a running EPIC server with pyepic, as an engineer would; print what was observed.
 
 Runs inside pyepic's own virtualenv, so it imports nothing from the product. Usage:
-    python pyepic_flow.py SCENARIO CASE_DIR WORK_DIR [PARTITIONS]
+    python pyepic_flow.py SCENARIO CASE_DIR WORK_DIR [PARTITIONS [QUEUE_CODE]]
 with EPIC_URL, EPIC_TOKEN and AWS_ENDPOINT_URL_S3 in the environment. SCENARIO is
-`run`, `fail` or `cancel`. The observations are printed as one JSON object.
+`run`, `fail` or `cancel`; QUEUE_CODE defaults to `local`. The observations are printed
+as one JSON object.
 """
 
 import json
@@ -30,7 +31,7 @@ def wait_until(predicate, timeout=TIMEOUT_SECONDS):
     raise TimeoutError("gave up waiting")
 
 
-def submit(client, folder, partitions, end_time=0):
+def submit(client, folder, partitions, queue_code, end_time=0):
     """Quote and submit an icoFoam job on the case at epic://folder/."""
     job = OpenFoamJob("openfoam-1912", f"cavity {folder}", f"epic://{folder}/")
     job.blockMesh.execute = True
@@ -42,7 +43,7 @@ def submit(client, folder, partitions, end_time=0):
     job.reconstructPar.partitions = 1
 
     quote = client.job.get_quote(job.get_job_spec())
-    spec = job.get_job_create_spec("local")
+    spec = job.get_job_create_spec(queue_code)
     created = client.job.submit(spec)
     return quote, created[0]
 
@@ -71,12 +72,12 @@ def job_summary(client, job_id):
     }
 
 
-def scenario_run(client, case_dir, work_dir, partitions):
+def scenario_run(client, case_dir, work_dir, partitions, queue_code):
     """Upload, quote, submit, follow, read residuals and download the results."""
     folder = f"cavity-{partitions}"
     client.data.sync(str(case_dir), f"epic://{folder}/")
     listing = [item.name for item in client.data.ls(f"epic://{folder}/")]
-    quote, job = submit(client, folder, partitions)
+    quote, job = submit(client, folder, partitions, queue_code)
     wait_until(lambda: client.job.get_details(job.id).finished)
 
     names = client.job.get_job_residual_names(job.id)
@@ -96,21 +97,21 @@ def scenario_run(client, case_dir, work_dir, partitions):
     }
 
 
-def scenario_fail(client, case_dir, work_dir, partitions):
+def scenario_fail(client, case_dir, work_dir, partitions, queue_code):
     """A case without its mesh dictionary: blockMesh fails, the solver never runs."""
     folder = "broken"
     client.data.sync(str(case_dir), f"epic://{folder}/")
     client.data.delete(f"epic://{folder}/system/blockMeshDict")
-    _, job = submit(client, folder, partitions)
+    _, job = submit(client, folder, partitions, queue_code)
     wait_until(lambda: client.job.get_details(job.id).finished)
     return {"job": job_summary(client, job.id)}
 
 
-def scenario_cancel(client, case_dir, work_dir, partitions):
+def scenario_cancel(client, case_dir, work_dir, partitions, queue_code):
     """A long run, cancelled while its solver runs; the results so far are uploaded."""
     folder = "long"
     client.data.sync(str(case_dir), f"epic://{folder}/")
-    _, job = submit(client, folder, partitions, end_time=100000)
+    _, job = submit(client, folder, partitions, queue_code, end_time=100000)
 
     def solver_running():
         steps = client.job.get_details(job.id).job_steps
@@ -128,9 +129,10 @@ def main():
     """Run one scenario and print its observations."""
     scenario, case_dir, work_dir = sys.argv[1:4]
     partitions = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    queue_code = sys.argv[5] if len(sys.argv) > 5 else "local"
     client = EPICClient(os.environ["EPIC_TOKEN"], connection_url=os.environ["EPIC_URL"])
     run = {"run": scenario_run, "fail": scenario_fail, "cancel": scenario_cancel}[scenario]
-    print(json.dumps(run(client, Path(case_dir), Path(work_dir), partitions)))
+    print(json.dumps(run(client, Path(case_dir), Path(work_dir), partitions, queue_code)))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ def test_cavity_runs_end_to_end_through_pyepic(run_flow, cavity, partitions):
     seen = run_flow("run", cavity, partitions)
 
     assert seen["listing"] == ["0", "constant", "system"]
-    assert seen["quote_queues"] == ["local"]
+    assert seen["quote_queues"][0] == "local"
     job = seen["job"]
     assert job["status"] == "Job Complete"
     assert job["finished"] is True

@@ -47,6 +47,10 @@ class RunStatus:
     reason: str | None = None
 
 
+class SchedulerUnavailableError(Exception):
+    """The scheduler did not answer: nothing can be concluded, so the worker tries again later."""
+
+
 class ComputeBackend(Protocol):
     """Starts, watches and stops job steps on one cluster."""
 

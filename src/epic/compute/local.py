@@ -159,8 +159,8 @@ class LocalBackend:
     def read_logs(self, launch: StepLaunch, limit: int) -> tuple[str, str]:
         """The tails of the step's stdout and stderr files."""
         return (
-            _tail(launch.step_dir / "stdout", limit),
-            _tail(launch.step_dir / "stderr", limit),
+            tail_file(launch.step_dir / "stdout", limit),
+            tail_file(launch.step_dir / "stderr", limit),
         )
 
     def stdout_lines(self, launch: StepLaunch):
@@ -208,7 +208,7 @@ def _is_runner(pid: int, step_dir: Path) -> bool:
     return str(step_dir / "spec.json").encode() in cmdline
 
 
-def _tail(path: Path, limit: int) -> str:
+def tail_file(path: Path, limit: int) -> str:
     """The last `limit` bytes of a file, decoded leniently, starting at a whole line."""
     if not path.exists():
         return ""

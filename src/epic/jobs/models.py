@@ -111,6 +111,8 @@ class JobStep(models.Model):
     stderr_tail = models.TextField(blank=True)
     logs_updated = models.DateTimeField(null=True)
     residuals = models.JSONField(null=True)
+    # The scheduler's word on the step while it waits or runs (e.g. Slurm's pending reason).
+    scheduler_reason = models.CharField(max_length=200, blank=True)
     # Why the worker is stopping the step ("cancel" or "timeout"), kept across restarts.
     stop_requested = models.CharField(max_length=10, blank=True)
     stop_requested_at = models.DateTimeField(null=True)

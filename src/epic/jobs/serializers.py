@@ -107,6 +107,7 @@ class JobStepSerializer(serializers.ModelSerializer):
             "end",
             "wallclock",
             "local_job_id",
+            "scheduler_reason",
         ]
 
 
@@ -137,7 +138,7 @@ class JobStepDetailSerializer(JobStepSerializer):
     logs = JobLogSerializer(source="*")
 
     class Meta(JobStepSerializer.Meta):
-        fields = [*JobStepSerializer.Meta.fields[:-1], "logs"]
+        fields = [*JobStepSerializer.Meta.fields[:-2], "scheduler_reason", "logs"]
 
 
 class JobSerializer(serializers.ModelSerializer):

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from epic.billing import ledger
-from epic.compute.base import RunState
+from epic.compute.base import RunState, SchedulerUnavailableError
 from epic.compute.registry import backend_for
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep, LogRefresh
@@ -29,6 +29,8 @@ LOG_TAIL_BYTES = 64 * 1024
 LOG_REFRESH_INTERVAL = timedelta(seconds=10)
 # How long a step may take to stop after SIGTERM before it is killed.
 STOP_GRACE = timedelta(seconds=10)
+# What schedulers call a job they ended at its time limit.
+SCHEDULER_TIMEOUTS = {"TIMEOUT", "TimeLimit"}
 # How often a running step's charge is brought up to date in the spend ledger.
 CHARGE_INTERVAL = timedelta(minutes=2)
 # How long staging work that failed unexpectedly waits before it is tried again.
@@ -216,21 +218,33 @@ class Worker:
             if capacity is not None and busy.get(queue.pk, 0) + step.cores > capacity:
                 blocked_queues.add(queue.pk)
                 continue
-            self._start_step(step)
+            if not self._start_step(step):
+                blocked_queues.add(queue.pk)
+                continue
             busy[queue.pk] = busy.get(queue.pk, 0) + step.cores
 
-    def _start_step(self, step: JobStep) -> None:
-        """Hand a step to its backend and record that it runs; a step that cannot start fails."""
+    def _start_step(self, step: JobStep) -> bool:
+        """Hand a step to its backend and record that it runs; False if the scheduler is silent.
+
+        A step that cannot start fails; one whose scheduler did not answer stays queued.
+        """
         launch = launch_for(step)
         try:
             backend_id = backend_for(step.job.queue).start(launch)
+        except SchedulerUnavailableError as error:
+            logger.warning("Job %s: scheduler did not answer; will retry: %s", step.job_id, error)
+            JobStep.objects.filter(pk=step.pk).update(scheduler_reason=str(error)[:200])
+            return False
         except (OSError, RuntimeError) as error:
             logger.exception("Job %s: step %s could not start", step.job_id, step.step_name)
             step.move_to(StepState.FAILED, end=timezone.now(), stderr_tail=f"epic: {error}\n")
             lifecycle.advance(step.job)
-            return
-        step.move_to(StepState.RUNNING, local_job_id=backend_id, start=timezone.now())
+            return True
+        step.move_to(
+            StepState.RUNNING, local_job_id=backend_id, start=timezone.now(), scheduler_reason=""
+        )
         logger.info("Job %s: step %s started", step.job_id, step.step_name)
+        return True
 
     def watch_running_steps(self) -> None:
         """Record steps that ended, stop those over their runtime, refresh stale log tails."""
@@ -244,6 +258,7 @@ class Worker:
             launch = launch_for(step)
             status = backend_for(step.job.queue).status(launch, step.local_job_id)
             if status.state == RunState.RUNNING:
+                self._note_reason(step, status.reason)
                 if step.stop_requested:
                     self._stop_step(step, step.stop_requested)
                 self._enforce_runtime(step)
@@ -261,6 +276,12 @@ class Worker:
             entry[1].append((launch_for(step), step.local_job_id))
         for backend, launches in by_backend.values():
             backend.refresh(launches)
+
+    def _note_reason(self, step: JobStep, reason: str | None) -> None:
+        """Keep the scheduler's word on a step (such as why it still waits) for users to see."""
+        reason = (reason or "")[:200]
+        if reason != step.scheduler_reason:
+            JobStep.objects.filter(pk=step.pk).update(scheduler_reason=reason)
 
     def _charge_if_due(self, step: JobStep) -> None:
         """Charge a running step for what it has used, every CHARGE_INTERVAL."""
@@ -304,7 +325,7 @@ class Worker:
         """The step's final state from how it ended and why it was stopped."""
         if step.stop_requested == lifecycle.STOP_CANCEL:
             return StepState.CANCELLED
-        if step.stop_requested == lifecycle.STOP_TIMEOUT:
+        if step.stop_requested == lifecycle.STOP_TIMEOUT or status.reason in SCHEDULER_TIMEOUTS:
             return StepState.TIMED_OUT
         if status.state == RunState.EXITED and status.exit_code == 0:
             return StepState.COMPLETE
