@@ -119,12 +119,18 @@ def _billing_team(args) -> int:
 
 def _billing_text(billing) -> str:
     """A team's billing settings in one line."""
+    max_limit = billing.profile.max_limit if billing.profile else None
     return (
-        f"{billing.team.name}: discount {billing.discount_rate}, monthly limit "
-        f"{billing.monthly_limit}, jobauth {'on' if billing.jobauth_enabled else 'off'} "
-        f"(all jobs: {billing.jobauth_all_jobs}, threshold {billing.jobauth_cost_threshold}), "
-        f"profile max limit {billing.profile.max_limit if billing.profile else None}"
+        f"{billing.team.name}: discount {billing.discount_rate.normalize()}, monthly limit "
+        f"{_shown(billing.monthly_limit)}, jobauth {'on' if billing.jobauth_enabled else 'off'} "
+        f"(all jobs: {billing.jobauth_all_jobs}, threshold "
+        f"{_shown(billing.jobauth_cost_threshold)}), profile max limit {_shown(max_limit)}"
     )
+
+
+def _shown(amount: Decimal | None) -> str:
+    """An amount to the penny, or "none"."""
+    return "none" if amount is None else f"{Decimal(amount):.2f}"
 
 
 def _billing_max_limit(args) -> int:

@@ -14,6 +14,9 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 SERVER_THREADS = 16
+# Connections the kernel holds while every thread is busy (cheroot's default of 5 resets
+# clients under a burst of submissions).
+LISTEN_BACKLOG = 128
 # Bounds on what one request may send: headers on both ports, bodies on the API's.
 MAX_HEADER_BYTES = 64 * 1024
 MAX_API_BODY_BYTES = 20 * 1024 * 1024
@@ -38,7 +41,9 @@ def _bind(host: str, port: int, app, max_body: int = 0) -> wsgi.Server:
 
     `max_body` of 0 means no bound (the S3 endpoint streams bodies of any size to disk).
     """
-    server = wsgi.Server((host, port), app, numthreads=SERVER_THREADS)
+    server = wsgi.Server(
+        (host, port), app, numthreads=SERVER_THREADS, request_queue_size=LISTEN_BACKLOG
+    )
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = max_body
     server.prepare()

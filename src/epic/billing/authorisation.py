@@ -36,7 +36,8 @@ def decide(job: Job, membership: Membership, state: str) -> Job:
     job = Job.objects.select_for_update().get(pk=job.pk)
     if not may_decide(job, membership):
         raise exceptions.PermissionDenied("You may not decide on this job's authorisation.")
-    if not job.requires_auth or job.auth_state != AuthState.PENDING:
+    # A waiting job that was cancelled has ended: there is nothing left to decide.
+    if not job.requires_auth or job.auth_state != AuthState.PENDING or job.finished:
         raise Conflict("This job is not waiting for authorisation.")
 
     JobAuthDecision.objects.create(job=job, state=state, decided_by=membership.user)

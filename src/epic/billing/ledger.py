@@ -10,6 +10,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from epic.billing.models import SpendEntry
+from epic.billing.pricing import Reservation, price, reserve
+from epic.software.base import TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +25,27 @@ def month_of(moment) -> date:
 
 def step_cost(step) -> Decimal:
     """What a step has used so far, in the base currency: its reservation for its wall clock."""
-    from epic.billing.pricing import Reservation, price
     from epic.billing.services import rates_for
 
     if step.start is None:
         return Decimal(0)
     seconds = Decimal(int(((step.end or timezone.now()) - step.start).total_seconds()))
+    # Time past the runtime the task was quoted for is not charged: a job costs at most its quote.
+    hours = min(seconds / SECONDS_PER_HOUR, Decimal(step.max_runtime))
     job = step.job
     rates = rates_for(job.queue, job.app_version, job.team)
-    reservation = Reservation(nodes=step.node_count, cores=step.cores)
-    return price(rates, step.step_name, reservation, seconds / SECONDS_PER_HOUR).total
+    return price(rates, step.step_name, reservation_of(step), hours).total
+
+
+def reservation_of(step) -> Reservation:
+    """What the step's task reserves on the queue, as quoted; the step's own cores without one."""
+    job = step.job
+    for task in job.tasks:
+        if task.get("reference") == step.step_name:
+            reservation = reserve(job.queue, TaskSpec(**task))
+            if isinstance(reservation, Reservation):
+                return reservation
+    return Reservation(nodes=step.node_count, cores=step.cores)
 
 
 def charge(step, final: bool = False) -> SpendEntry | None:
@@ -54,14 +67,17 @@ def charge(step, final: bool = False) -> SpendEntry | None:
     return entry
 
 
-def month_spend(team=None, project=None, month: date | None = None) -> Decimal:
-    """What a team or a project has been charged in a month (this month by default)."""
+def month_spend(team=None, project=None, month: date | None = None, profile=None) -> Decimal:
+    """What a team, a project or a billing profile's teams were charged in a month (this one)."""
     entries = SpendEntry.objects.filter(month=month or month_of(timezone.now()))
-    if team is not None:
-        entries = entries.filter(team=team)
-    if project is not None:
-        entries = entries.filter(project=project)
+    entries = entries.filter(**spend_scope(team, project, profile))
     return entries.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+
+
+def spend_scope(team=None, project=None, profile=None) -> dict:
+    """Filters that keep the jobs or spend entries of a team, a project or a billing profile."""
+    scope = {"team": team, "project": project, "team__billing__profile": profile}
+    return {field: value for field, value in scope.items() if value is not None}
 
 
 def job_spend(job) -> Decimal:

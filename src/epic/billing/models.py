@@ -33,6 +33,12 @@ class SpendEntry(models.Model):
         ]
 
 
+# Limits are sent in a display currency and kept in the base one; a millionth of precision
+# lets an amount entered in any display currency read back exactly as it was entered.
+LIMIT_DIGITS = 18
+LIMIT_PLACES = 6
+
+
 def default_exchange_rates() -> dict[str, str]:
     """Units of each display currency per unit of the base currency (examples to change)."""
     return {"GBP": "1", "EUR": "1.17", "USD": "1.27"}
@@ -63,7 +69,9 @@ class BillingProfile(models.Model):
     """A billing account that one or more teams draw on, with a cap on their monthly limits."""
 
     name = models.CharField(max_length=100, unique=True)
-    max_limit = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    max_limit = models.DecimalField(
+        max_digits=LIMIT_DIGITS, decimal_places=LIMIT_PLACES, null=True, blank=True
+    )
 
 
 class TeamBilling(models.Model):
@@ -74,11 +82,13 @@ class TeamBilling(models.Model):
         BillingProfile, null=True, on_delete=models.SET_NULL, related_name="teams"
     )
     discount_rate = models.DecimalField(max_digits=6, decimal_places=4, default=Decimal(0))
-    monthly_limit = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    monthly_limit = models.DecimalField(
+        max_digits=LIMIT_DIGITS, decimal_places=LIMIT_PLACES, null=True, blank=True
+    )
     jobauth_enabled = models.BooleanField(default=False)
     jobauth_all_jobs = models.BooleanField(default=False)
     jobauth_cost_threshold = models.DecimalField(
-        max_digits=14, decimal_places=2, default=Decimal(0)
+        max_digits=LIMIT_DIGITS, decimal_places=LIMIT_PLACES, default=Decimal(0)
     )
 
     @classmethod

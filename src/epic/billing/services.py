@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import serializers
 
-from epic.billing.ledger import month_of, month_spend
-from epic.billing.models import PricingPolicy, TeamBilling
+from epic.billing.ledger import month_of, month_spend, spend_scope
+from epic.billing.models import LIMIT_PLACES, BillingProfile, PricingPolicy, TeamBilling
 from epic.billing.pricing import Rates, TaskPrice, add_up, money, price, reserve, to_penny
 from epic.catalog.models import ApplicationVersion, Queue
 from epic.software.base import TaskSpec
@@ -72,26 +72,28 @@ def in_currency(amount: Decimal, currency: str, factor: Decimal | None = None) -
     return to_penny(amount * factor)
 
 
+def in_base_currency(amount: Decimal, currency: str) -> Decimal:
+    """A display-currency amount (a limit a client sent) in the base currency, to a millionth."""
+    exact = amount / exchange_factor(currency)
+    return exact.quantize(Decimal(1).scaleb(-LIMIT_PLACES), rounding=ROUND_HALF_UP)
+
+
 def display_money(amount: Decimal, currency: str) -> dict:
     """A base-currency amount as a money object in a display currency."""
     return money(in_currency(amount, currency), currency)
 
 
-def committed_spend(team=None, project=None) -> Decimal:
+def committed_spend(team=None, project=None, profile=None) -> Decimal:
     """This month's charges plus the quoted maximum of the jobs that have not finished."""
     from epic.jobs.models import Job
     from epic.jobs.states import FINAL_JOB_STATES
 
-    unfinished = Job.objects.exclude(state__in=FINAL_JOB_STATES)
-    if team is not None:
-        unfinished = unfinished.filter(team=team)
-    if project is not None:
-        unfinished = unfinished.filter(project=project)
+    scope = spend_scope(team, project, profile)
+    unfinished = Job.objects.exclude(state__in=FINAL_JOB_STATES).filter(**scope)
     open_quotes = unfinished.aggregate(total=Sum("quoted_cost"))["total"] or Decimal(0)
     charged_open = _charged_so_far(unfinished)
-    return month_spend(team=team, project=project, month=month_of(timezone.now())) + (
-        open_quotes - charged_open
-    )
+    charged = month_spend(team, project, month_of(timezone.now()), profile)
+    return charged + open_quotes - charged_open
 
 
 def _charged_so_far(jobs) -> Decimal:
@@ -103,7 +105,7 @@ def _charged_so_far(jobs) -> Decimal:
 
 
 def check_budgets(team, project, new_cost: Decimal) -> None:
-    """Refuse a submission that would take the team's or project's month over its limit."""
+    """Refuse a submission that would take the month over a team, profile or project limit."""
     billing = TeamBilling.of(team)
     if billing.monthly_limit is not None:
         committed = committed_spend(team=team)
@@ -111,12 +113,25 @@ def check_budgets(team, project, new_cost: Decimal) -> None:
             raise serializers.ValidationError(
                 {"budget": [_over(new_cost, committed, billing.monthly_limit, "team's monthly")]}
             )
+    if billing.profile is not None and billing.profile.max_limit is not None:
+        _check_profile(billing.profile, new_cost)
     if project is not None and project.spend_limit is not None:
         committed = committed_spend(project=project)
         if committed + new_cost > project.spend_limit:
             raise serializers.ValidationError(
                 {"budget": [_over(new_cost, committed, project.spend_limit, "project's")]}
             )
+
+
+def _check_profile(profile: BillingProfile, new_cost: Decimal) -> None:
+    """Refuse a submission that would take the profile's teams together over its maximum."""
+    # Submissions of the profile's other teams wait here, so that together they cannot overrun.
+    list(BillingProfile.objects.select_for_update().filter(pk=profile.pk))
+    committed = committed_spend(profile=profile)
+    if committed + new_cost > profile.max_limit:
+        raise serializers.ValidationError(
+            {"budget": [_over(new_cost, committed, profile.max_limit, "billing profile's")]}
+        )
 
 
 def _over(cost: Decimal, committed: Decimal, limit: Decimal, which: str) -> str:

@@ -23,15 +23,17 @@ from epic.billing.serializers import (
     LimitsSerializer,
     LimitsUpdateSerializer,
 )
-from epic.billing.services import display_money, exchange_factor, in_currency
+from epic.billing.services import (
+    display_money,
+    exchange_factor,
+    in_base_currency,
+    in_currency,
+)
 from epic.jobs.models import Job
-from epic.jobs.states import AuthState
+from epic.jobs.states import FINAL_JOB_STATES, AuthState
 
-
-def _rate_back(amount: Decimal, currency: str) -> Decimal:
-    """A display-currency amount in the base currency."""
-    one = in_currency(Decimal(1_000_000), currency) / Decimal(1_000_000)
-    return (amount / one).quantize(Decimal("0.01"))
+# pyepic's client (epiccore) refuses some texts of these answers over 30 characters.
+EPICCORE_TEXT_LENGTH = 30
 
 
 def _profile_teams(membership: Membership) -> list[TeamBilling]:
@@ -69,13 +71,20 @@ def _limit(billing: TeamBilling, user, currency: str) -> dict:
 
 
 def _jobauth_text(billing: TeamBilling, currency: str) -> str:
-    """The team's authorisation rule in words."""
+    """The team's authorisation rule in words, short enough for epiccore."""
     if not billing.jobauth_enabled:
         return "Jobs need no authorisation."
     if billing.jobauth_all_jobs:
         return "Every job needs authorisation."
     threshold = money_text(in_currency(billing.jobauth_cost_threshold, currency), currency)
-    return f"Jobs costing more than {threshold} need authorisation."
+    return _fitted(f"Authorise jobs over {threshold}", f"Jobs over {threshold}")
+
+
+def _fitted(text: str, shorter: str | None = None) -> str:
+    """A text for a field epiccore caps: as it is if it fits, else the shorter one, cut to fit."""
+    if len(text) <= EPICCORE_TEXT_LENGTH:
+        return text
+    return (shorter or text)[:EPICCORE_TEXT_LENGTH]
 
 
 def _limits_answer(membership: Membership) -> dict:
@@ -128,8 +137,10 @@ def _apply_limits(membership: Membership, changes: list[dict]) -> None:
     profile = next(iter(teams.values())).profile
     total = sum((billing.monthly_limit or Decimal(0) for billing in teams.values()), Decimal(0))
     if profile.max_limit is not None and total > profile.max_limit:
+        shown_total = money_text(in_currency(total, currency), currency)
+        shown_max = money_text(in_currency(profile.max_limit, currency), currency)
         raise serializers.ValidationError(
-            {"limits": [f"The limits add up to {total}, over the maximum {profile.max_limit}."]}
+            {"limits": [f"The limits add up to {shown_total}, over the maximum {shown_max}."]}
         )
     for billing in teams.values():
         billing.save()
@@ -145,14 +156,18 @@ def _check_manager(team: Team, user) -> None:
 def _apply_change(billing: TeamBilling, change: dict, currency: str) -> None:
     """Set a team's monthly limit and authorisation rule from one change."""
     if "budget" in change:
-        billing.monthly_limit = _rate_back(change["budget"]["monthly_limit"]["amount"], currency)
+        billing.monthly_limit = in_base_currency(
+            change["budget"]["monthly_limit"]["amount"], currency
+        )
     jobauth = change.get("jobauth", {})
     if "enabled" in jobauth:
         billing.jobauth_enabled = jobauth["enabled"]
     if "all_jobs" in jobauth:
         billing.jobauth_all_jobs = jobauth["all_jobs"]
     if "cost_threshold" in jobauth:
-        billing.jobauth_cost_threshold = _rate_back(jobauth["cost_threshold"]["amount"], currency)
+        billing.jobauth_cost_threshold = in_base_currency(
+            jobauth["cost_threshold"]["amount"], currency
+        )
 
 
 def auth_status(job: Job, membership: Membership, currency: str, factor=None) -> dict:
@@ -163,16 +178,19 @@ def auth_status(job: Job, membership: Membership, currency: str, factor=None) ->
         "job": {
             "id": job.pk,
             "name": job.name,
-            "app": job.app_version.application.product_name,
+            "app": _fitted(job.app_version.application.product_name),
             "cost": money_text(in_currency(job.quoted_cost, currency, factor), currency),
             "submitted_by": job.submitted_by.username,
             "submitted_at": job.created.isoformat(),
         },
-        "user_profile": {
-            "display_name": job.submitted_by.get_full_name() or job.submitted_by.username
-        },
+        "user_profile": {"display_name": _fitted(_display_name(job.submitted_by))},
         "permissions": permissions_text(job, membership),
     }
+
+
+def _display_name(user) -> str:
+    """A user's full name, or their username without one."""
+    return user.get_full_name() or user.username
 
 
 @extend_schema_view(list=extend_schema(operation_id="jobauth_list"))
@@ -199,6 +217,7 @@ class JobAuthViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         """The jobs waiting for a decision the caller may take."""
         membership = current_membership(request)
         waiting = self.get_queryset().filter(auth_state=AuthState.PENDING)
+        waiting = waiting.exclude(state__in=FINAL_JOB_STATES)
         page = self.paginate_queryset(waiting)
         currency = profile_of(request.user).display_currency
         factor = exchange_factor(currency)

@@ -54,6 +54,9 @@ class Job(models.Model):
     # PENDING until a team admin decides, then AUTHORISED or REJECTED; empty when not required.
     auth_state = models.CharField(max_length=10, blank=True)
     quoted_cost = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    # The quote in each display currency, as the quote endpoint showed it (items converted,
+    # rounded, then added), so that a job's cost and its quote agree to the penny.
+    quoted_costs = models.JSONField(default=dict)
     cost_currency = models.CharField(max_length=3, default="GBP")
     created = models.DateTimeField(default=timezone.now, db_index=True)
     staged_in_at = models.DateTimeField(null=True)

@@ -1,5 +1,7 @@
 """Serializers for job specs (what users send) and jobs and steps (what they read)."""
 
+from decimal import Decimal
+
 from rest_framework import serializers
 
 from epic.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
@@ -185,11 +187,13 @@ class JobSerializer(serializers.ModelSerializer):
     def get_cost(self, job: Job) -> str:
         """The quoted maximum until the job ends, then what it was charged; in the reader's
         display currency."""
+        currency = self.context.get("currency", job.cost_currency)
+        if not job.finished and currency in job.quoted_costs:
+            return money_text(Decimal(job.quoted_costs[currency]), currency)
         amount = job.quoted_cost
         if job.finished:
             charged = getattr(job, "charged", None)
             amount = job_spend(job) if charged is None else charged
-        currency = self.context.get("currency", job.cost_currency)
         factor = self.context.get("exchange_factor")
         return money_text(in_currency(amount, currency, factor), currency)
 

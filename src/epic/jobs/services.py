@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from epic.api.exceptions import Conflict
 from epic.billing.models import TeamBilling
+from epic.billing.pricing import CURRENCY_SYMBOLS
 from epic.billing.services import (
     check_budgets,
     needs_authorisation,
@@ -131,9 +132,13 @@ def prepare_binding(binding: dict, membership) -> dict:
         raise serializers.ValidationError({"spec": error.detail}) from error
 
     # The job costs at most what its tasks are quoted at, so that a quote and its job agree.
+    costs = {}
+    for currency in CURRENCY_SYMBOLS:
+        prices = quote_tasks(rates_for(queue, version, membership.team, currency), tasks)
+        if isinstance(prices, str):
+            raise serializers.ValidationError({"spec": {"tasks": [prices]}})
+        costs[currency] = sum((price.total for price in prices), Decimal(0))
     prices = quote_tasks(rates_for(queue, version, membership.team), tasks)
-    if isinstance(prices, str):
-        raise serializers.ValidationError({"spec": {"tasks": [prices]}})
     cost = sum((price.total for price in prices), Decimal(0))
     return {
         **binding,
@@ -143,6 +148,7 @@ def prepare_binding(binding: dict, membership) -> dict:
         "plans": plans,
         "project": project,
         "cost": cost,
+        "costs": {currency: str(amount) for currency, amount in costs.items()},
     }
 
 
@@ -204,6 +210,7 @@ def _create_job(array: JobArray, binding: dict, config: dict, membership) -> Job
         config=config,
         input_path=binding["input_data"]["path"],
         quoted_cost=binding["cost"],
+        quoted_costs=binding["costs"],
     )
     JobStep.objects.bulk_create(
         _step(job, index, plan) for index, plan in enumerate(binding["plans"])
@@ -244,7 +251,7 @@ def quote(spec: dict, membership, currency: str) -> dict:
     """Price a job spec on every queue that can run it (or only the one named)."""
     version = find_version(spec["app_code"])
     find_project(spec.get("project"), membership)
-    queues = version.queues.select_related("cluster").filter(maintenance_mode=False)
+    queues = version.queues.select_related("cluster").filter(maintenance_mode=False).order_by("id")
     if spec.get("queue_code"):
         queues = [find_queue(spec["queue_code"], version)]
 
