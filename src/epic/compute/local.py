@@ -85,7 +85,8 @@ class LocalBackend:
         runner.write_text(RUNNER_SOURCE)
         write_scripts(launch)
         spec_path = launch.step_dir / "spec.json"
-        spec_path.write_text(json.dumps(self._spec(launch, isolated=uid is not None)))
+        spec = runner_spec(launch, mpi_launcher(launch.num_tasks), reap_own_uid=uid is not None)
+        spec_path.write_text(json.dumps(spec))
         if uid is not None:
             hand_over(launch.case_dir, launch.step_dir, uid)
 
@@ -106,22 +107,6 @@ class LocalBackend:
         self._children[process.pid] = process
         logger.debug("Started step %s as PID %s (uid %s)", launch.step_id, process.pid, uid)
         return process.pid
-
-    def _spec(self, launch: StepLaunch, isolated: bool) -> dict:
-        """The runner's spec for a step."""
-        return {
-            "reap_own_uid": isolated,
-            "case_dir": str(launch.case_dir),
-            "stdout": str(launch.step_dir / "stdout"),
-            "stderr": str(launch.step_dir / "stderr"),
-            "exit_file": str(launch.step_dir / "exit"),
-            "commands": launch.plan.get("commands", []),
-            "files": launch.plan.get("files", {}),
-            "remove": launch.plan.get("remove", []),
-            "environment": step_environment(launch),
-            "mpi_launcher": mpi_launcher(launch.num_tasks),
-            **script_paths(launch),
-        }
 
     def refresh(self, running: list[tuple[StepLaunch, int]]) -> None:
         """Nothing to batch: `status` reads each step's exit file and process directly."""
@@ -175,6 +160,23 @@ class LocalBackend:
 def _shell_code(returncode: int) -> int:
     """A process's return code as a shell reports it (128 + N for signal N)."""
     return returncode if returncode >= 0 else 128 - returncode
+
+
+def runner_spec(launch: StepLaunch, launcher: list[str], reap_own_uid: bool) -> dict:
+    """The step runner's spec for a step: where it runs, what, with which MPI launcher."""
+    return {
+        "reap_own_uid": reap_own_uid,
+        "case_dir": str(launch.case_dir),
+        "stdout": str(launch.step_dir / "stdout"),
+        "stderr": str(launch.step_dir / "stderr"),
+        "exit_file": str(launch.step_dir / "exit"),
+        "commands": launch.plan.get("commands", []),
+        "files": launch.plan.get("files", {}),
+        "remove": launch.plan.get("remove", []),
+        "environment": step_environment(launch),
+        "mpi_launcher": launcher,
+        **script_paths(launch),
+    }
 
 
 def write_scripts(launch: StepLaunch) -> None:

@@ -39,13 +39,7 @@ from pathlib import Path
 from django.conf import settings
 
 from epic.compute.base import RunState, RunStatus, StepLaunch
-from epic.compute.local import (
-    RUNNER_SOURCE,
-    script_paths,
-    step_environment,
-    tail_file,
-    write_scripts,
-)
+from epic.compute.local import RUNNER_SOURCE, runner_spec, tail_file, write_scripts
 from epic.compute.slurm import commands
 from epic.compute.slurm.commands import (
     CommandRunner,
@@ -163,7 +157,9 @@ class SlurmBackend:
             (launch.step_dir / leftover).unlink(missing_ok=True)
         (launch.step_dir / "runner.py").write_text(RUNNER_SOURCE)
         write_scripts(launch)
-        (launch.step_dir / "spec.json").write_text(json.dumps(_spec(launch)))
+        launcher = srun_launcher(launch.num_tasks, max(1, launch.threads_per_task))
+        spec = runner_spec(launch, launcher, reap_own_uid=False)
+        (launch.step_dir / "spec.json").write_text(json.dumps(spec))
         script = BATCH_SCRIPT_TEMPLATE.format(
             python=settings.EPIC_RUNNER_PYTHON, step_id=launch.step_id, executed=EXECUTED_SPEC
         )
@@ -281,23 +277,6 @@ class SlurmBackend:
             return
         with open(path, errors="replace") as stdout:
             yield from stdout
-
-
-def _spec(launch: StepLaunch) -> dict:
-    """The runner's spec for a step run by Slurm."""
-    return {
-        "reap_own_uid": False,
-        "case_dir": str(launch.case_dir),
-        "stdout": str(launch.step_dir / "stdout"),
-        "stderr": str(launch.step_dir / "stderr"),
-        "exit_file": str(launch.step_dir / "exit"),
-        "commands": launch.plan.get("commands", []),
-        "files": launch.plan.get("files", {}),
-        "remove": launch.plan.get("remove", []),
-        "environment": step_environment(launch),
-        "mpi_launcher": srun_launcher(launch.num_tasks, max(1, launch.threads_per_task)),
-        **script_paths(launch),
-    }
 
 
 def _status_from_slurm(job: SlurmJob) -> RunStatus:
