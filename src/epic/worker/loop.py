@@ -46,7 +46,11 @@ def _now() -> datetime:
 
 
 class Worker:
-    """Dispatches jobs, starts and watches their steps, and stages their data in and out."""
+    """Dispatches jobs, starts and watches their steps, and stages their data in and out.
+
+    Limitation: run one worker per database. Claims of jobs are atomic, but a step is handed
+    to its backend before its move to RUNNING is recorded, so two workers could both start it.
+    """
 
     def __init__(self, staging_threads: int = 2):
         # With no staging threads, staging runs inline (used by tests on one connection).
