@@ -2,6 +2,7 @@
 
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from epic.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
@@ -112,6 +113,35 @@ class JobStepSerializer(serializers.ModelSerializer):
             "scheduler_reason",
         ]
 
+    def to_representation(self, step: JobStep) -> dict:
+        """The fields above, built directly: lists of jobs carry many steps."""
+        return {
+            "id": step.pk,
+            "parent_job": step.job_id,
+            "run_if_previous_step_fails": step.run_if_previous_step_fails,
+            "step_name": step.step_name,
+            "node_count": step.node_count,
+            "num_tasks": step.num_tasks,
+            "tasks_per_node": step.tasks_per_node,
+            "threads_per_task": step.threads_per_task,
+            "max_runtime": step.max_runtime,
+            "status": step.get_state_display(),
+            "exit_code": step.exit_code,
+            "start": _timestamp(step.start),
+            "end": _timestamp(step.end),
+            "wallclock": step.wallclock,
+            "local_job_id": step.local_job_id,
+            "scheduler_reason": step.scheduler_reason,
+        }
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def _timestamp(moment) -> str | None:
+    """A datetime as DRF writes it, or None."""
+    return None if moment is None else _DATETIME.to_representation(moment)
+
 
 class JobLogSerializer(serializers.Serializer):
     """The tails of a step's logs, with the values of the team's licences masked."""
@@ -142,6 +172,10 @@ class JobStepDetailSerializer(JobStepSerializer):
     class Meta(JobStepSerializer.Meta):
         fields = [*JobStepSerializer.Meta.fields[:-2], "scheduler_reason", "logs"]
 
+    def to_representation(self, step: JobStep) -> dict:
+        """Every declared field, the ordinary way (the list's shortcut has no logs)."""
+        return serializers.ModelSerializer.to_representation(self, step)
+
 
 class JobSerializer(serializers.ModelSerializer):
     """A job as users read it."""
@@ -153,7 +187,7 @@ class JobSerializer(serializers.ModelSerializer):
     submitted_by = serializers.CharField(source="submitted_by.username")
     submitted_at = serializers.DateTimeField(source="created")
     finished = serializers.BooleanField()
-    resource = QueueSerializer(source="queue")
+    resource = serializers.SerializerMethodField()
     project = serializers.IntegerField(source="project_id", allow_null=True)
     invoice_reference = serializers.SerializerMethodField()
     job_steps = JobStepSerializer(source="steps", many=True)
@@ -183,6 +217,14 @@ class JobSerializer(serializers.ModelSerializer):
             "array",
             "status_reason",
         ]
+
+    @extend_schema_field(QueueSerializer)
+    def get_resource(self, job: Job) -> dict:
+        """The job's queue, serialised once per queue for a whole list."""
+        cache = self.root.context.setdefault("queues_shown", {})
+        if job.queue_id not in cache:
+            cache[job.queue_id] = QueueSerializer(job.queue).data
+        return cache[job.queue_id]
 
     def get_cost(self, job: Job) -> str:
         """The quoted maximum until the job ends, then what it was charged; in the reader's
