@@ -4,6 +4,7 @@ import pytest
 
 from epic.jobs.models import Job, JobStep
 from epic.jobs.states import StepState
+from tests.conftest import client_for
 from tests.helpers import finished, run_until, script_spec
 
 
@@ -87,3 +88,12 @@ def test_display_currency_can_change(alice):
     bad = alice.patch("/api/v2/profile/settings/", {"display_currency": "XYZ"}, format="json")
     assert bad.status_code == 400
     assert "display_currency" in bad.json()
+
+
+@pytest.mark.django_db
+def test_team_member_count_counts_every_member(alice):
+    client_for("carol", "acme")
+
+    team = alice.get("/api/v2/teams/").json()["results"][0]
+
+    assert team["number_of_members"] == 2

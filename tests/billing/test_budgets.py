@@ -74,8 +74,8 @@ def test_submission_over_the_team_monthly_limit_is_refused_and_creates_nothing(a
     assert response.status_code == 400
     assert response.json() == {
         "budget": [
-            "This submission's maximum cost 0.05 with 0.10 already committed this month "
-            "exceeds the team's monthly limit of 0.10."
+            "This submission's maximum cost 0.05 (GBP) would take this month's "
+            "committed spend over the team's monthly limit."
         ]
     }
     assert Job.objects.count() == 2
@@ -89,8 +89,8 @@ def test_array_over_the_limit_is_refused_whole(alice, case):
 
     assert response.status_code == 400
     assert response.json()["budget"] == [
-        "This submission's maximum cost 0.15 with 0.00 already committed this month "
-        "exceeds the team's monthly limit of 0.10."
+        "This submission's maximum cost 0.15 (GBP) would take this month's "
+        "committed spend over the team's monthly limit."
     ]
     assert Job.objects.count() == 0
     assert JobArray.objects.count() == 0
@@ -144,8 +144,8 @@ def test_submission_over_a_project_spend_limit_is_refused(alice, case, project):
     assert response.status_code == 400
     assert response.json() == {
         "budget": [
-            "This submission's maximum cost 0.05 with 0.05 already committed this month "
-            "exceeds the project's limit of 0.05."
+            "This submission's maximum cost 0.05 (GBP) would take this month's "
+            "committed spend over the project's limit."
         ]
     }
     assert Job.objects.filter(project=project).count() == 1
@@ -174,8 +174,8 @@ def test_profile_maximum_caps_the_teams_that_share_it_together(alice, bob, case,
     assert response.status_code == 400
     assert response.json() == {
         "budget": [
-            "This submission's maximum cost 0.05 with 0.10 already committed this month "
-            "exceeds the billing profile's limit of 0.10."
+            "This submission's maximum cost 0.05 (GBP) would take this month's "
+            "committed spend over the billing profile's limit."
         ]
     }
     assert Job.objects.count() == 2

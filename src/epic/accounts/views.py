@@ -31,9 +31,15 @@ class TeamViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_queryset(self):
         """Teams of the caller, annotated with member count and the caller's role."""
         own_role = Membership.objects.filter(team=OuterRef("pk"), user=self.request.user)
+        members = (
+            Membership.objects.filter(team=OuterRef("pk"))
+            .values("team")
+            .annotate(count=Count("pk"))
+            .values("count")
+        )
         teams = (
             Team.objects.filter(memberships__user=self.request.user)
-            .annotate(member_count=Count("memberships", distinct=True))
+            .annotate(member_count=Subquery(members))
             .annotate(caller_role=Subquery(own_role.values("role")[:1]))
             .order_by("id")
         )

@@ -40,12 +40,23 @@ def step_cost(step) -> Decimal:
 def reservation_of(step) -> Reservation:
     """What the step's task reserves on the queue, as quoted; the step's own cores without one."""
     job = step.job
-    for task in job.tasks:
-        if task.get("reference") == step.step_name:
-            reservation = reserve(job.queue, TaskSpec(**task))
+    return planned_reservation(job.queue, job.tasks, step.step_name, step.node_count, step.cores)
+
+
+def planned_reservation(queue, tasks: list[dict], name: str, nodes: int, cores: int):
+    """The reservation of the task named like a step, or the step's own nodes and cores."""
+    for task in tasks:
+        if task.get("reference") == name:
+            reservation = reserve(queue, TaskSpec(**task))
             if isinstance(reservation, Reservation):
                 return reservation
-    return Reservation(nodes=step.node_count, cores=step.cores)
+    return Reservation(nodes=nodes, cores=cores)
+
+
+def planned_maximum(rates, tasks: list[dict], name: str, cores: int, hours: int):
+    """The most a planned step can be charged: its reservation for its whole runtime."""
+    reservation = planned_reservation(rates.queue, tasks, name, 1, cores)
+    return price(rates, name, reservation, Decimal(hours))
 
 
 def charge(step, final: bool = False) -> SpendEntry | None:

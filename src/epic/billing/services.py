@@ -135,10 +135,11 @@ def _check_profile(profile: BillingProfile, new_cost: Decimal) -> None:
 
 
 def _over(cost: Decimal, committed: Decimal, limit: Decimal, which: str) -> str:
-    """The reason a submission is over a limit."""
+    """The reason a submission is over a limit, without revealing what others have spent."""
+    currency = PricingPolicy.current().base_currency
     return (
-        f"This submission's maximum cost {to_penny(cost)} with {to_penny(committed)} already "
-        f"committed this month exceeds the {which} limit of {to_penny(limit)}."
+        f"This submission's maximum cost {to_penny(cost)} ({currency}) would take this month's "
+        f"committed spend over the {which} limit."
     )
 
 

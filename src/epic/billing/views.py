@@ -124,26 +124,40 @@ def billing_limits(request):
 
 @transaction.atomic
 def _apply_limits(membership: Membership, changes: list[dict]) -> None:
-    """Apply limit changes; refuse them all if one is not allowed or the sum is over the max."""
+    """Apply limit changes; refuse them all if one is not allowed or raises the sum over the max.
+
+    The profile's team rows are locked while they change, so concurrent updates cannot undo
+    each other, and only the teams named are written.
+    """
     currency = profile_of(membership.user).display_currency
-    teams = {billing.team_id: billing for billing in _profile_teams(membership)}
+    profile_id = TeamBilling.of(membership.team).profile_id
+    locked = TeamBilling.objects.select_for_update().filter(profile_id=profile_id)
+    teams = {billing.team_id: billing for billing in locked.select_related("team", "profile")}
+    before = _total(teams.values())
+    changed = set()
     for index, change in enumerate(changes):
         billing = teams.get(change["id"])
         if billing is None:
             raise serializers.ValidationError({"limits": {index: {"id": ["No such team."]}}})
         _check_manager(billing.team, membership.user)
         _apply_change(billing, change, currency)
+        changed.add(billing.team_id)
 
-    profile = next(iter(teams.values())).profile
-    total = sum((billing.monthly_limit or Decimal(0) for billing in teams.values()), Decimal(0))
-    if profile.max_limit is not None and total > profile.max_limit:
+    profile, total = next(iter(teams.values())).profile, _total(teams.values())
+    # A total already over a lowered maximum may still come down, or stay while rules change.
+    if profile.max_limit is not None and total > profile.max_limit and total > before:
         shown_total = money_text(in_currency(total, currency), currency)
         shown_max = money_text(in_currency(profile.max_limit, currency), currency)
         raise serializers.ValidationError(
             {"limits": [f"The limits add up to {shown_total}, over the maximum {shown_max}."]}
         )
-    for billing in teams.values():
-        billing.save()
+    for team_id in changed:
+        teams[team_id].save()
+
+
+def _total(teams) -> Decimal:
+    """The sum of the teams' monthly limits."""
+    return sum((billing.monthly_limit or Decimal(0) for billing in teams), Decimal(0))
 
 
 def _check_manager(team: Team, user) -> None:

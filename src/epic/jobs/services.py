@@ -11,6 +11,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from epic.api.exceptions import Conflict
+from epic.billing.ledger import planned_maximum
 from epic.billing.models import TeamBilling
 from epic.billing.pricing import CURRENCY_SYMBOLS
 from epic.billing.services import (
@@ -132,14 +133,10 @@ def prepare_binding(binding: dict, membership) -> dict:
         raise serializers.ValidationError({"spec": error.detail}) from error
 
     # The job costs at most what its tasks are quoted at, so that a quote and its job agree.
-    costs = {}
-    for currency in CURRENCY_SYMBOLS:
-        prices = quote_tasks(rates_for(queue, version, membership.team, currency), tasks)
-        if isinstance(prices, str):
-            raise serializers.ValidationError({"spec": {"tasks": [prices]}})
-        costs[currency] = sum((price.total for price in prices), Decimal(0))
-    prices = quote_tasks(rates_for(queue, version, membership.team), tasks)
-    cost = sum((price.total for price in prices), Decimal(0))
+    refusal = quote_tasks(rates_for(queue, version, membership.team), tasks)
+    if isinstance(refusal, str):
+        raise serializers.ValidationError({"spec": {"tasks": [refusal]}})
+    cost, costs = maximum_costs(queue, version, membership.team, tasks, plans)
     return {
         **binding,
         "version": version,
@@ -148,7 +145,7 @@ def prepare_binding(binding: dict, membership) -> dict:
         "plans": plans,
         "project": project,
         "cost": cost,
-        "costs": {currency: str(amount) for currency, amount in costs.items()},
+        "costs": costs,
     }
 
 
@@ -168,6 +165,38 @@ def submit(array_spec: dict, prepared: list[dict], membership) -> list[Job]:
     transaction.on_commit(wake_worker)
     logger.info("Array %s: %d jobs submitted by %s", array.pk, len(jobs), membership.user)
     return jobs
+
+
+def maximum_costs(queue, version, team, tasks, plans) -> tuple[Decimal, dict[str, str]]:
+    """The most a job's planned steps can be charged: in the base currency, and as shown in
+    each display currency (items converted and rounded, then added, as a quote shows them).
+
+    Steps are priced as the ledger will charge them, so a job never costs more than this,
+    whatever steps its options plan beyond its tasks.
+    """
+    task_rows = [asdict(task) for task in tasks]
+    costs = {}
+    for currency in CURRENCY_SYMBOLS:
+        rates = rates_for(queue, version, team, currency)
+        prices = [
+            planned_maximum(rates, task_rows, plan.name, _cores(plan), plan.max_runtime_hours)
+            for plan in plans
+        ]
+        costs[currency] = str(sum((price.total for price in prices), Decimal(0)))
+    base = rates_for(queue, version, team)
+    cost = sum(
+        (
+            planned_maximum(base, task_rows, plan.name, _cores(plan), plan.max_runtime_hours).total
+            for plan in plans
+        ),
+        Decimal(0),
+    )
+    return cost, costs
+
+
+def _cores(plan: StepPlan) -> int:
+    """Cores a planned step occupies."""
+    return plan.num_tasks * plan.threads_per_task
 
 
 def lock_team_budget(team) -> None:
@@ -279,9 +308,25 @@ def update_pending(job: Job, app_options: dict | None, config: dict | None) -> J
             raise serializers.ValidationError({"app_options": error.detail}) from error
         plans = driver.plan_steps(job.app_options, tasks)
         check_fits(plans, job.queue)
+        cost, costs = maximum_costs(job.queue, job.app_version, job.team, tasks, plans)
+        if cost > job.quoted_cost:
+            lock_team_budget(job.team)
+            check_budgets(job.team, job.project, cost - job.quoted_cost)
+        job.quoted_cost, job.quoted_costs = cost, costs
+        if not job.requires_auth and needs_authorisation(job.team, cost):
+            job.requires_auth, job.auth_state = True, AuthState.PENDING
         job.steps.all().delete()
         JobStep.objects.bulk_create(_step(job, index, plan) for index, plan in enumerate(plans))
-    job.save(update_fields=["config", "app_options"])
+    job.save(
+        update_fields=[
+            "config",
+            "app_options",
+            "quoted_cost",
+            "quoted_costs",
+            "requires_auth",
+            "auth_state",
+        ]
+    )
     logger.info("Job %s: options updated before it started", job.pk)
     return job
 
