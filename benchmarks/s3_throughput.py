@@ -16,10 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-import boto3
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.e2e.servers import epic_command, start_server
+from tests.e2e.servers import epic_command, s3_client, start_server
 
 SIZE = int(os.environ.get("EPIC_BENCH_BYTES", 2**30))
 MIB = 2**20
@@ -39,23 +37,14 @@ def copy_with_fsync(source: Path, target: Path) -> None:
         os.fsync(stream.fileno())
 
 
-def s3_client(api_url: str, token: str):
+def data_session_client(api_url: str, token: str):
     """A boto3 client with a fresh data session."""
     request = urllib.request.Request(
         api_url + "/data/session/", headers={"Authorization": f"Bearer {token}"}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         session = json.loads(response.read())
-    credential = session["session_token"]
-    client = boto3.client(
-        "s3",
-        endpoint_url=session["s3_endpoint_url"],
-        region_name=session["aws_region"],
-        aws_access_key_id=credential["aws_key_id"],
-        aws_secret_access_key=credential["aws_secret_key"],
-        aws_session_token=credential["aws_session_token"],
-    )
-    return client, session["s3_location"], session["s3_obj_key"] + "bench/big.bin"
+    return s3_client(session), session["s3_location"], session["s3_obj_key"] + "bench/big.bin"
 
 
 def main() -> None:
@@ -79,7 +68,7 @@ def main() -> None:
         try:
             epic_command(home, "admin", "user", "create", "bench", "--team", "bench")
             token = epic_command(home, "admin", "token", "create", "bench").strip()
-            client, bucket, key = s3_client(api_url, token)
+            client, bucket, key = data_session_client(api_url, token)
             upload = timed(lambda: client.upload_file(str(source), bucket, key))
             download = timed(lambda: client.download_file(bucket, key, str(work / "back.bin")))
         finally:

@@ -17,10 +17,8 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-import boto3
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.e2e.servers import epic_command, start_server
+from tests.e2e.servers import epic_command, s3_client, start_server
 
 JOBS = 20
 
@@ -40,16 +38,7 @@ def call(api_url: str, token: str, method: str, path: str, body=None):
 def upload_script(api_url: str, token: str) -> None:
     """Put a trivial run.sh into epic://bench/ through the S3 endpoint."""
     session = call(api_url, token, "GET", "/data/session/")
-    credential = session["session_token"]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=session["s3_endpoint_url"],
-        region_name=session["aws_region"],
-        aws_access_key_id=credential["aws_key_id"],
-        aws_secret_access_key=credential["aws_secret_key"],
-        aws_session_token=credential["aws_session_token"],
-    )
-    s3.put_object(
+    s3_client(session).put_object(
         Bucket=session["s3_location"], Key=session["s3_obj_key"] + "bench/run.sh", Body=b"true\n"
     )
 

@@ -13,9 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-import boto3
 import pytest
-from botocore.config import Config
 from django.db import connection
 from rest_framework import serializers
 
@@ -24,7 +22,7 @@ from epic.jobs.models import Job
 from epic.jobs.serializers import JobArraySpecSerializer
 from epic.jobs.services import prepare_binding, submit
 from tests.billing.conftest import set_team_billing
-from tests.e2e.servers import epic_command
+from tests.e2e.servers import epic_command, s3_client
 from tests.helpers import script_spec
 
 SUBMISSIONS = 50
@@ -106,18 +104,8 @@ def call(server, method: str, path: str, body: dict | None = None) -> tuple[int,
 def upload_case(server) -> None:
     """Put run.sh into alice's epic://case/ through the server's S3 endpoint."""
     _, session = call(server, "GET", "/data/session/")
-    token = session["session_token"]
-    store = boto3.client(
-        "s3",
-        endpoint_url=session["s3_endpoint_url"],
-        region_name=session["aws_region"],
-        aws_access_key_id=token["aws_key_id"],
-        aws_secret_access_key=token["aws_secret_key"],
-        aws_session_token=token["aws_session_token"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
     key = f"{session['s3_obj_key']}case/run.sh"
-    store.put_object(Bucket=session["s3_location"], Key=key, Body=b"true\n")
+    s3_client(session).put_object(Bucket=session["s3_location"], Key=key, Body=b"true\n")
 
 
 @pytest.mark.e2e

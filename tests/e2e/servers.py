@@ -64,3 +64,18 @@ def reachable_home() -> Path:
     home = Path(tempfile.mkdtemp(prefix="epic-test-"))
     home.chmod(0o711)
     return home
+
+
+def s3_client(session: dict):
+    """A boto3 S3 client for the answer of GET /data/session/ (its endpoint and credential)."""
+    import boto3
+
+    credential = session["session_token"]
+    return boto3.client(
+        "s3",
+        endpoint_url=session["s3_endpoint_url"],
+        region_name=session["aws_region"],
+        aws_access_key_id=credential["aws_key_id"],
+        aws_secret_access_key=credential["aws_secret_key"],
+        aws_session_token=credential["aws_session_token"],
+    )

@@ -150,11 +150,16 @@ class LocalBackend:
 
     def stdout_lines(self, launch: StepLaunch):
         """The step's whole stdout, one line at a time."""
-        path = launch.step_dir / "stdout"
-        if not path.exists():
-            return
-        with open(path, errors="replace") as stdout:
-            yield from stdout
+        return stdout_lines_of(launch)
+
+
+def stdout_lines_of(launch: StepLaunch):
+    """A step's whole stdout file, one line at a time (nothing if it has none yet)."""
+    path = launch.step_dir / "stdout"
+    if not path.exists():
+        return
+    with open(path, errors="replace") as stdout:
+        yield from stdout
 
 
 def _shell_code(returncode: int) -> int:

@@ -39,7 +39,13 @@ from pathlib import Path
 from django.conf import settings
 
 from epic.compute.base import RunState, RunStatus, StepLaunch
-from epic.compute.local import RUNNER_SOURCE, runner_spec, tail_file, write_scripts
+from epic.compute.local import (
+    RUNNER_SOURCE,
+    runner_spec,
+    stdout_lines_of,
+    tail_file,
+    write_scripts,
+)
 from epic.compute.slurm import commands
 from epic.compute.slurm.commands import (
     CommandRunner,
@@ -272,11 +278,7 @@ class SlurmBackend:
 
     def stdout_lines(self, launch: StepLaunch):
         """The step's whole stdout, one line at a time."""
-        path = launch.step_dir / "stdout"
-        if not path.exists():
-            return
-        with open(path, errors="replace") as stdout:
-            yield from stdout
+        return stdout_lines_of(launch)
 
 
 def _status_from_slurm(job: SlurmJob) -> RunStatus:
