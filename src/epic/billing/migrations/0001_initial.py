@@ -5,30 +5,69 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('jobs', '0001_initial'),
-        ('projects', '0002_project_spend_limit'),
+        ("accounts", "0001_initial"),
+        ("jobs", "0001_initial"),
+        ("projects", "0002_project_spend_limit"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SpendEntry',
+            name="SpendEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.DateField(help_text='First day of the month the step started in.')),
-                ('amount', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('final', models.BooleanField(default=False, help_text='The step has ended: this is the bill.')),
-                ('updated', models.DateTimeField(auto_now=True)),
-                ('project', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='spend', to='projects.project')),
-                ('step', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='spend', to='jobs.jobstep')),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='spend', to='accounts.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "month",
+                    models.DateField(help_text="First day of the month the step started in."),
+                ),
+                ("amount", models.DecimalField(decimal_places=2, max_digits=14)),
+                (
+                    "final",
+                    models.BooleanField(
+                        default=False, help_text="The step has ended: this is the bill."
+                    ),
+                ),
+                ("updated", models.DateTimeField(auto_now=True)),
+                (
+                    "project",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="spend",
+                        to="projects.project",
+                    ),
+                ),
+                (
+                    "step",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="spend",
+                        to="jobs.jobstep",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="spend",
+                        to="accounts.team",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['team', 'month'], name='billing_spe_team_id_1ddefd_idx'), models.Index(fields=['project', 'month'], name='billing_spe_project_9ca588_idx')],
+                "indexes": [
+                    models.Index(fields=["team", "month"], name="billing_spe_team_id_1ddefd_idx"),
+                    models.Index(
+                        fields=["project", "month"], name="billing_spe_project_9ca588_idx"
+                    ),
+                ],
             },
         ),
     ]

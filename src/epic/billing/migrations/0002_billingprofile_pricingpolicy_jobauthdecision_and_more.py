@@ -8,54 +8,126 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('billing', '0001_initial'),
-        ('jobs', '0003_job_auth_state'),
+        ("accounts", "0001_initial"),
+        ("billing", "0001_initial"),
+        ("jobs", "0003_job_auth_state"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BillingProfile',
+            name="BillingProfile",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('max_limit', models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "max_limit",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PricingPolicy',
+            name="PricingPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('base_currency', models.CharField(default='GBP', max_length=3)),
-                ('exchange_rates', models.JSONField(default=epic.billing.models.default_exchange_rates)),
-                ('service_charge_rate', models.DecimalField(decimal_places=4, default=Decimal('0'), help_text='Of iaas plus software.', max_digits=6)),
-                ('tax_rate', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=6)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("base_currency", models.CharField(default="GBP", max_length=3)),
+                (
+                    "exchange_rates",
+                    models.JSONField(default=epic.billing.models.default_exchange_rates),
+                ),
+                (
+                    "service_charge_rate",
+                    models.DecimalField(
+                        decimal_places=4,
+                        default=Decimal("0"),
+                        help_text="Of iaas plus software.",
+                        max_digits=6,
+                    ),
+                ),
+                (
+                    "tax_rate",
+                    models.DecimalField(decimal_places=4, default=Decimal("0"), max_digits=6),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='JobAuthDecision',
+            name="JobAuthDecision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('state', models.CharField(max_length=10)),
-                ('decided_at', models.DateTimeField(auto_now_add=True)),
-                ('decided_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='auth_decisions', to='jobs.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("state", models.CharField(max_length=10)),
+                ("decided_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="auth_decisions",
+                        to="jobs.job",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TeamBilling',
+            name="TeamBilling",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('discount_rate', models.DecimalField(decimal_places=4, default=Decimal('0'), max_digits=6)),
-                ('monthly_limit', models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True)),
-                ('jobauth_enabled', models.BooleanField(default=False)),
-                ('jobauth_all_jobs', models.BooleanField(default=False)),
-                ('jobauth_cost_threshold', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=14)),
-                ('profile', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='teams', to='billing.billingprofile')),
-                ('team', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='billing', to='accounts.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "discount_rate",
+                    models.DecimalField(decimal_places=4, default=Decimal("0"), max_digits=6),
+                ),
+                (
+                    "monthly_limit",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True),
+                ),
+                ("jobauth_enabled", models.BooleanField(default=False)),
+                ("jobauth_all_jobs", models.BooleanField(default=False)),
+                (
+                    "jobauth_cost_threshold",
+                    models.DecimalField(decimal_places=2, default=Decimal("0"), max_digits=14),
+                ),
+                (
+                    "profile",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="teams",
+                        to="billing.billingprofile",
+                    ),
+                ),
+                (
+                    "team",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="billing",
+                        to="accounts.team",
+                    ),
+                ),
             ],
         ),
     ]

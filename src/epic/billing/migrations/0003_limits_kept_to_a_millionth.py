@@ -5,25 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0002_billingprofile_pricingpolicy_jobauthdecision_and_more'),
+        ("billing", "0002_billingprofile_pricingpolicy_jobauthdecision_and_more"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='billingprofile',
-            name='max_limit',
+            model_name="billingprofile",
+            name="max_limit",
             field=models.DecimalField(blank=True, decimal_places=6, max_digits=18, null=True),
         ),
         migrations.AlterField(
-            model_name='teambilling',
-            name='jobauth_cost_threshold',
-            field=models.DecimalField(decimal_places=6, default=Decimal('0'), max_digits=18),
+            model_name="teambilling",
+            name="jobauth_cost_threshold",
+            field=models.DecimalField(decimal_places=6, default=Decimal("0"), max_digits=18),
         ),
         migrations.AlterField(
-            model_name='teambilling',
-            name='monthly_limit',
+            model_name="teambilling",
+            name="monthly_limit",
             field=models.DecimalField(blank=True, decimal_places=6, max_digits=18, null=True),
         ),
     ]

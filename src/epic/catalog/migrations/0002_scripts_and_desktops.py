@@ -5,46 +5,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DesktopNodeType',
+            name="DesktopNodeType",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('node_code', models.CharField(max_length=50, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('description', models.CharField(max_length=100)),
-                ('cores', models.PositiveIntegerField()),
-                ('gpus', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("node_code", models.CharField(max_length=50, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("description", models.CharField(max_length=100)),
+                ("cores", models.PositiveIntegerField()),
+                ("gpus", models.PositiveIntegerField(default=0)),
             ],
         ),
         migrations.AddField(
-            model_name='applicationversion',
-            name='created',
+            model_name="applicationversion",
+            name="created",
             field=models.DateTimeField(default=django.utils.timezone.now),
         ),
         migrations.AddField(
-            model_name='applicationversion',
-            name='environment_script',
+            model_name="applicationversion",
+            name="environment_script",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='applicationversion',
-            name='modified',
+            model_name="applicationversion",
+            name="modified",
             field=models.DateTimeField(auto_now=True),
         ),
         migrations.AddField(
-            model_name='applicationversion',
-            name='start_script',
+            model_name="applicationversion",
+            name="start_script",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='applicationversion',
-            name='stop_script',
+            model_name="applicationversion",
+            name="stop_script",
             field=models.TextField(blank=True),
         ),
     ]

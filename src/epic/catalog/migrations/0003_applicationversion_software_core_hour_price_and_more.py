@@ -4,25 +4,37 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0002_scripts_and_desktops'),
+        ("catalog", "0002_scripts_and_desktops"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='applicationversion',
-            name='software_core_hour_price',
-            field=models.DecimalField(decimal_places=4, default=0, help_text='Software price per core-hour.', max_digits=12),
+            model_name="applicationversion",
+            name="software_core_hour_price",
+            field=models.DecimalField(
+                decimal_places=4,
+                default=0,
+                help_text="Software price per core-hour.",
+                max_digits=12,
+            ),
         ),
         migrations.AddField(
-            model_name='queue',
-            name='gpus_per_node',
+            model_name="queue",
+            name="gpus_per_node",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='queue',
-            name='node_hour_price',
-            field=models.DecimalField(blank=True, decimal_places=4, help_text='Price of one whole node for one hour; when set, the queue bills by node.', max_digits=12, null=True),
+            model_name="queue",
+            name="node_hour_price",
+            field=models.DecimalField(
+                blank=True,
+                decimal_places=4,
+                help_text=(
+                    "Price of one whole node for one hour; when set, the queue bills by node."
+                ),
+                max_digits=12,
+                null=True,
+            ),
         ),
     ]

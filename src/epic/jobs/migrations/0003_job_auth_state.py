@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_job_tasks'),
+        ("jobs", "0002_job_tasks"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='auth_state',
+            model_name="job",
+            name="auth_state",
             field=models.CharField(blank=True, max_length=10),
         ),
     ]

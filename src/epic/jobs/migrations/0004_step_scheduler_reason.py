@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0003_job_auth_state'),
+        ("jobs", "0003_job_auth_state"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='jobstep',
-            name='scheduler_reason',
+            model_name="jobstep",
+            name="scheduler_reason",
             field=models.CharField(blank=True, max_length=200),
         ),
     ]

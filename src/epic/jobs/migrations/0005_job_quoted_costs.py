@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0004_step_scheduler_reason'),
+        ("jobs", "0004_step_scheduler_reason"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='quoted_costs',
+            model_name="job",
+            name="quoted_costs",
             field=models.JSONField(default=dict),
         ),
     ]

@@ -6,33 +6,77 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('catalog', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("catalog", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='LicenceTemplate',
+            name="LicenceTemplate",
             fields=[
-                ('application', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='licence_template', serialize=False, to='catalog.application')),
-                ('variables', models.JSONField(default=list, help_text='Ordered list of {variable_name, help_text, var_type, default} objects.')),
+                (
+                    "application",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="licence_template",
+                        serialize=False,
+                        to="catalog.application",
+                    ),
+                ),
+                (
+                    "variables",
+                    models.JSONField(
+                        default=list,
+                        help_text=(
+                            "Ordered list of {variable_name, help_text, var_type, default} "
+                            "objects."
+                        ),
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Licence',
+            name="Licence",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('active', models.BooleanField(default=True)),
-                ('display_name', models.CharField(max_length=30)),
-                ('description', models.TextField(blank=True, null=True)),
-                ('environment', models.JSONField(default=list, help_text='Ordered list of {variable_name, value} objects.')),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('application', models.ForeignKey(blank=True, help_text='Null: the licence applies to every application the team runs.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='licences', to='catalog.application')),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='licences', to='accounts.team')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("display_name", models.CharField(max_length=30)),
+                ("description", models.TextField(blank=True, null=True)),
+                (
+                    "environment",
+                    models.JSONField(
+                        default=list, help_text="Ordered list of {variable_name, value} objects."
+                    ),
+                ),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                (
+                    "application",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Null: the licence applies to every application the team runs.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="licences",
+                        to="catalog.application",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="licences",
+                        to="accounts.team",
+                    ),
+                ),
             ],
         ),
     ]

@@ -4,15 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('projects', '0001_initial'),
+        ("projects", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='project',
-            name='spend_limit',
-            field=models.DecimalField(blank=True, decimal_places=2, help_text='Monthly, in GBP.', max_digits=14, null=True),
+            model_name="project",
+            name="spend_limit",
+            field=models.DecimalField(
+                blank=True,
+                decimal_places=2,
+                help_text="Monthly, in GBP.",
+                max_digits=14,
+                null=True,
+            ),
         ),
     ]
