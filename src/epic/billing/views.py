@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
-from django.db.models import Sum
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, serializers, viewsets
 from rest_framework.decorators import api_view
@@ -253,10 +252,3 @@ class JobAuthViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         decided = decide(self.get_object(), membership, decision.validated_data["state"])
         currency = profile_of(request.user).display_currency
         return Response(auth_status(decided, membership, currency))
-
-
-def job_spend_total(team) -> Decimal:
-    """Everything a team's jobs have been charged, for admins' views."""
-    return Job.objects.filter(team=team).aggregate(total=Sum("steps__spend__amount"))[
-        "total"
-    ] or Decimal(0)

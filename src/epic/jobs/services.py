@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from epic.api.exceptions import Conflict
 from epic.billing.ledger import planned_maximum
-from epic.billing.models import TeamBilling
+from epic.billing.models import PricingPolicy, TeamBilling
 from epic.billing.pricing import CURRENCY_SYMBOLS
 from epic.billing.services import (
     check_budgets,
@@ -183,15 +183,7 @@ def maximum_costs(queue, version, team, tasks, plans) -> tuple[Decimal, dict[str
             for plan in plans
         ]
         costs[currency] = str(sum((price.total for price in prices), Decimal(0)))
-    base = rates_for(queue, version, team)
-    cost = sum(
-        (
-            planned_maximum(base, task_rows, plan.name, _cores(plan), plan.max_runtime_hours).total
-            for plan in plans
-        ),
-        Decimal(0),
-    )
-    return cost, costs
+    return Decimal(costs[PricingPolicy.current().base_currency]), costs
 
 
 def _cores(plan: StepPlan) -> int:
