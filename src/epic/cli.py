@@ -27,8 +27,13 @@ def _setup_django() -> None:
 def _serve(args) -> int:
     """Run the API, the S3 endpoint and the worker."""
     from epic.server import serve
+    from epic.worker.leases import DuplicateWorkerError
 
-    serve(args.host, args.port, args.s3_port if args.s3_port is not None else _next(args.port))
+    try:
+        serve(args.host, args.port, args.s3_port if args.s3_port is not None else _next(args.port))
+    except DuplicateWorkerError as error:
+        print(f"epic serve: {error}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -40,10 +45,18 @@ def _next(port: int) -> int:
 def _worker(args) -> int:
     """Run only the worker, for deployments that keep it apart from the API."""
     from epic.server import wait_for_signal
+    from epic.worker.leases import DuplicateWorkerError
     from epic.worker.loop import Worker
 
+    worker = Worker(name=args.name)
+    try:
+        worker.register()
+    except DuplicateWorkerError as error:
+        print(f"epic worker: {error}", file=sys.stderr)
+        return 1
+
     stop = threading.Event()
-    thread = threading.Thread(target=Worker().run, args=(stop,), name="epic-worker")
+    thread = threading.Thread(target=worker.run, args=(stop,), name="epic-worker")
     thread.start()
     wait_for_signal(stop)
     thread.join()
@@ -229,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     worker = commands.add_parser("worker", help="run a worker without the API")
+    worker.add_argument(
+        "--name",
+        default=None,
+        help="unique among the workers sharing the database (default: EPIC_WORKER_NAME, "
+        "else the host name)",
+    )
     worker.set_defaults(handler=_worker)
 
     admin = commands.add_parser("admin", help="administer users, tokens and the catalog")

@@ -77,6 +77,8 @@ def serve(host: str, port: int, s3_port: int) -> None:
     s3_url = settings.EPIC_S3_ENDPOINT_URL or _url(host, s3_server.bind_addr[1])
     settings.EPIC_S3_ENDPOINT_URL = s3_url
     api_server = _bind(host, port, get_wsgi_application(), MAX_API_BODY_BYTES)
+    # Compute nodes reach the step I/O endpoint here unless the operator said otherwise.
+    settings.EPIC_API_URL = settings.EPIC_API_URL or _url(host, api_server.bind_addr[1])
     endpoints = Endpoints(api_url=_url(host, api_server.bind_addr[1]) + "/api/v2", s3_url=s3_url)
 
     stop = threading.Event()
@@ -85,7 +87,9 @@ def serve(host: str, port: int, s3_port: int) -> None:
         threading.Thread(target=s3_server.serve, name="epic-s3", daemon=True),
     ]
     if settings.EPIC_EMBEDDED_WORKER:
-        threads.append(threading.Thread(target=Worker().run, args=(stop,), name="epic-worker"))
+        worker = Worker()
+        worker.register()
+        threads.append(threading.Thread(target=worker.run, args=(stop,), name="epic-worker"))
     for thread in threads:
         thread.start()
 

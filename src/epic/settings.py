@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -20,6 +21,10 @@ EPIC_DATA_SESSION_SECONDS = int(os.environ.get("EPIC_DATA_SESSION_SECONDS", "360
 
 # How often the worker looks for work when nobody wakes it.
 EPIC_WORKER_POLL_SECONDS = float(os.environ.get("EPIC_WORKER_POLL_SECONDS", "0.25"))
+# Workers sharing a database need a name each; a restarted worker keeps its name and its jobs.
+EPIC_WORKER_NAME = os.environ.get("EPIC_WORKER_NAME") or socket.gethostname()
+# How long a worker's claim on its jobs lasts without renewal before other workers take over.
+EPIC_WORKER_LEASE_SECONDS = float(os.environ.get("EPIC_WORKER_LEASE_SECONDS", "60"))
 # When the server runs as root, each job's processes run under their own unprivileged uid,
 # EPIC_JOB_UID_BASE + job id, so that a job can read neither the server's state nor other jobs.
 EPIC_ISOLATE_JOBS = os.environ.get("EPIC_ISOLATE_JOBS", "1" if os.geteuid() == 0 else "0") == "1"
@@ -29,6 +34,12 @@ EPIC_RUNNER_PYTHON = os.environ.get("EPIC_RUNNER_PYTHON", "/usr/bin/python3")
 
 # Run the worker inside `epic serve` (embedded mode); scale-out runs `epic worker` instead.
 EPIC_EMBEDDED_WORKER = os.environ.get("EPIC_EMBEDDED_WORKER", "1") == "1"
+
+# Where compute nodes reach this server's step I/O endpoint (no /api/v2): `epic serve` sets it
+# from the address it listens on when unset. A Slurm step's wrapper talks to nothing else.
+EPIC_API_URL = os.environ.get("EPIC_API_URL", "")
+# The folder on each Slurm compute node under which a step makes its own scratch folder.
+EPIC_SLURM_SCRATCH = os.environ.get("EPIC_SLURM_SCRATCH", "/tmp")  # noqa: S108 (a node's)
 
 
 def _secret_key() -> str:

@@ -1,4 +1,4 @@
-"""The API's routes: every app's under /api/v2/."""
+"""The API's routes: every app's under /api/v2/, and the compute nodes' step I/O."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
@@ -15,7 +15,10 @@ api = [
     path("docs/", SpectacularRedocView.as_view(url_name="schema"), name="docs"),
 ]
 
-urlpatterns = [path("api/v2/", include(api))]
+urlpatterns = [
+    path("api/v2/", include(api)),
+    path("internal/steps/", include("epic.worker.stepio_urls")),
+]
 
 handler404 = "epic.api.exceptions.not_found"
 handler500 = "epic.api.exceptions.server_error"

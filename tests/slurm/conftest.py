@@ -2,23 +2,34 @@
 
 Every test here is skipped when `sinfo` is not on PATH or the cluster does not answer. Slurm
 commands go through a recording seam, so that tests can count calls and inject failures; the
-jobs a test submitted are cancelled when it ends.
+jobs a test submitted are cancelled when it ends. Steps reach the server over HTTP only: the
+API (with its step I/O endpoint) is served on a loopback port for the test, and each test is
+an installation of its own (its own signing key, so its own Slurm job names) with a scratch
+root of its own, outside EPIC_HOME.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+from django.core.wsgi import get_wsgi_application
+from django.utils import timezone
 
 from epic.catalog.loader import apply_catalog
 from epic.compute.base import RunState, StepLaunch
 from epic.compute.slurm import SlurmBackend
 from epic.compute.slurm.commands import CommandResult, partitions, run_command
+from epic.jobs.models import JobStep
+from epic.jobs.states import StepState
+from epic.server import MAX_API_BODY_BYTES, _bind
+from epic.worker.launches import launch_for as step_launch
 from tests.e2e.conftest import cavity, pyepic_python, server  # noqa: F401 (shared fixtures)
 from tests.helpers import script_spec
 
@@ -79,13 +90,65 @@ class RecordingRunner:
         return sum(1 for argv in self.calls if argv[0] == command)
 
 
+@pytest.fixture(autouse=True)
+def installation(settings):
+    """A signing key and a node scratch root of the test's own (the root open to every uid)."""
+    settings.SECRET_KEY = secrets.token_urlsafe(32)
+    scratch = Path(tempfile.mkdtemp(prefix="epic-scratch-"))
+    scratch.chmod(0o1777)
+    settings.EPIC_SLURM_SCRATCH = str(scratch)
+    yield scratch
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+class StepIOServer:
+    """The API served on a free loopback port by the product's own HTTP server, in a thread."""
+
+    def __init__(self):
+        self.server = _bind("127.0.0.1", 0, get_wsgi_application(), MAX_API_BODY_BYTES)
+        self.url = f"http://127.0.0.1:{self.server.bind_addr[1]}"
+        self.thread = threading.Thread(target=self.server.serve, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop answering (what a node then sees is a server it cannot reach)."""
+        if self.thread.is_alive():
+            self.server.stop()
+            self.thread.join(timeout=30)
+
+
 @pytest.fixture
-def commands():
-    """The recording seam; every job submitted through it is cancelled after the test."""
+def step_io_server(transactional_db, settings):
+    """The server that the test's steps talk to, set as EPIC_API_URL."""
+    served = StepIOServer()
+    settings.EPIC_API_URL = served.url
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def commands(step_io_server):
+    """The recording seam; every job submitted through it is cancelled after the test.
+
+    The step I/O server outlives the cancellation, so that cancelled steps report and end.
+    """
     runner = RecordingRunner()
     yield runner
     if runner.submitted:
         subprocess.run(["scancel", *map(str, runner.submitted)], check=False, timeout=30)
+        wait_until_ended(runner.submitted)
+
+
+def wait_until_ended(job_ids: list[int], timeout: float = 60.0) -> None:
+    """Wait until none of these Slurm jobs holds cores any more."""
+    argv = ["squeue", "--noheader", "--states=CONFIGURING,RUNNING,COMPLETING", "--format=%i"]
+    argv.append(f"--jobs={','.join(map(str, job_ids))}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+        if not listed.strip():
+            return
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
@@ -103,24 +166,25 @@ def backend(commands, node_shape) -> SlurmBackend:
 
 
 @pytest.fixture
-def launch_for(isolated_home):
-    """Build a StepLaunch of shell lines, with its folders under the test's EPIC_HOME."""
+def launch_for(step_io_server, alice, upload, slurm_queue):
+    """Make a new step of shell lines, handed to its backend as the worker would; its launch.
 
-    def build(step_id: int, *lines: str, num_tasks: int = 1, hours: int = 1) -> StepLaunch:
-        job_dir = Path(settings.EPIC_WORK_ROOT) / f"job-{step_id}"
-        (job_dir / "case").mkdir(parents=True, exist_ok=True)
-        commands = [{"argv": ["/bin/bash", "-c", line]} for line in lines]
-        return StepLaunch(
-            job_id=step_id,
-            step_id=step_id,
-            case_dir=job_dir / "case",
-            step_dir=job_dir / "steps" / str(step_id),
-            plan={"commands": commands},
-            num_tasks=num_tasks,
-            threads_per_task=1,
-            max_runtime_hours=hours,
-            environment={},
+    `label` names the step's input folder; every call makes a job and a step of its own, whose
+    token the step I/O server accepts.
+    """
+
+    def build(label: int, *lines: str, num_tasks: int = 1, hours: int = 1) -> StepLaunch:
+        upload(alice.user, f"input-{label}/run.sh", "true\n")
+        spec = script_spec(f"input-{label}")
+        spec["jobs"][0]["cluster"]["queue_code"] = slurm_queue
+        job_id = alice.post("/api/v2/job/", spec, format="json").json()[0]["id"]
+        plan = {"commands": [{"argv": ["/bin/bash", "-c", line]} for line in lines]}
+        JobStep.objects.filter(job_id=job_id).update(
+            state=StepState.RUNNING, plan=plan, num_tasks=num_tasks, max_runtime=hours
         )
+        launch = step_launch(JobStep.objects.get(job_id=job_id))
+        launch.case_dir.mkdir(parents=True, exist_ok=True)
+        return launch
 
     return build
 
@@ -173,7 +237,7 @@ def slurm_queue(alice, node_shape) -> str:
 
 
 @pytest.fixture
-def submit_to_slurm(alice, upload, slurm_queue):
+def submit_to_slurm(alice, upload, slurm_queue, step_io_server):
     """Upload run.sh with the given body and submit it to the Slurm queue; return the job id."""
 
     def submit(folder: str, body: str, partitions: int = 1) -> int:
@@ -185,3 +249,45 @@ def submit_to_slurm(alice, upload, slurm_queue):
         return response.json()[0]["id"]
 
     return submit
+
+
+class NodeHold:
+    """A Slurm job that takes every core of the node until released."""
+
+    def __init__(self, cpus: int):
+        argv = ["sbatch", "--parsable", f"--ntasks={cpus}", "--job-name=epic-test-hold"]
+        printed = subprocess.run(
+            [*argv, "--output=/dev/null", "--wrap=sleep 600"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        self.job_id = int(printed.strip().split(";")[0])
+        self.released_at = None
+
+    def wait_running(self, timeout: float = 60.0) -> None:
+        """Wait until the hold runs, so that jobs submitted after it must wait."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            argv = ["squeue", "--noheader", f"--jobs={self.job_id}", "--format=%T"]
+            if subprocess.run(argv, capture_output=True, text=True).stdout.strip() == "RUNNING":
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the hold job {self.job_id} did not start")
+
+    def release(self) -> None:
+        """Cancel the hold, and note when."""
+        if self.released_at is None:
+            subprocess.run(["scancel", str(self.job_id)], check=False, timeout=30)
+            self.released_at = timezone.now()
+
+
+@pytest.fixture
+def hold_the_node(node_shape):
+    """Every core of the node taken by a job of the test's, released by the test or after it."""
+    hold = NodeHold(node_shape[1])
+    try:
+        hold.wait_running()
+        yield hold
+    finally:
+        hold.release()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import time
-from dataclasses import replace
 
 import pytest
 
 from epic.compute.base import RunState
 from epic.compute.slurm import SlurmBackend
+from epic.compute.slurm.backend import job_name
 from epic.compute.slurm.commands import (
     CommandResult,
     SlurmError,
@@ -26,7 +26,7 @@ def squeue_field(job_id: int, field: str) -> str:
     return printed.strip().removesuffix("|")
 
 
-def test_step_runs_and_its_logs_and_exit_code_are_read(backend, launch_for):
+def test_step_runs_and_its_logs_and_exit_code_are_read(backend, launch_for, settings):
     launch = launch_for(1, "echo hello from slurm", "echo to stderr >&2")
 
     job_id = backend.start(launch)
@@ -36,8 +36,8 @@ def test_step_runs_and_its_logs_and_exit_code_are_read(backend, launch_for):
     assert status.reason in ("COMPLETED", "COMPLETING", "RUNNING")
     assert backend.read_logs(launch, 1000) == ("hello from slurm\n", "to stderr\n")
     assert list(backend.stdout_lines(launch)) == ["hello from slurm\n"]
-    assert squeue_field(job_id, "Name") == "epic-step-1"
-    assert squeue_field(job_id, "WorkDir") == str(launch.step_dir)
+    assert squeue_field(job_id, "Name") == job_name(launch.step_id)
+    assert squeue_field(job_id, "WorkDir") == settings.EPIC_SLURM_SCRATCH
 
 
 def test_failing_step_reports_its_exit_code(backend, launch_for):
@@ -81,7 +81,7 @@ def test_step_cancelled_while_pending_never_runs(backend, launch_for):
     launch = launch_for(1, "echo ran > ran.txt", num_tasks=too_big)
 
     job_id = backend.start(launch)
-    waiting = wait_for_state(backend, launch, job_id, RunState.RUNNING)
+    waiting = wait_for_state(backend, launch, job_id, RunState.WAITING)
     backend.stop(launch, job_id)
     ended = wait_for_state(backend, launch, job_id, RunState.EXITED)
 
@@ -118,8 +118,8 @@ def test_stop_reaches_slurm_once_per_request(backend, launch_for, commands):
 
     scancels = [argv for argv in commands.calls if argv[0] == "scancel"]
     assert scancels == [
-        ["scancel", "--name=epic-step-1", str(job_id)],
-        ["scancel", "--name=epic-step-1", "--signal=KILL", "--full", str(job_id)],
+        ["scancel", f"--name={job_name(launch.step_id)}", str(job_id)],
+        ["scancel", f"--name={job_name(launch.step_id)}", "--signal=KILL", "--full", str(job_id)],
     ]
     assert status.exit_code == 143
 
@@ -159,7 +159,7 @@ def test_sbatch_timing_out_after_queuing_leaves_one_job(backend, launch_for, com
 
     assert commands.count("sbatch") == 1
     assert first == again == commands.submitted[0]
-    assert _jobs_named("epic-step-1", launch.step_dir) == [first]
+    assert _jobs_named(job_name(launch.step_id)) == [first]
 
 
 def test_sbatch_timing_out_before_queuing_leaves_the_step_to_try_again(backend, launch_for):
@@ -172,7 +172,7 @@ def test_sbatch_timing_out_before_queuing_leaves_the_step_to_try_again(backend, 
 
     with pytest.raises(SlurmUnavailable):
         SlurmBackend(backend.partition, backend.cores_per_node, run=times_out).start(launch)
-    assert _jobs_named("epic-step-1", launch.step_dir) == []
+    assert _jobs_named(job_name(launch.step_id)) == []
 
 
 def test_sbatch_refusal_fails_the_start_with_its_message(launch_for, commands):
@@ -194,12 +194,14 @@ def test_start_after_a_lost_answer_adopts_the_steps_job(backend, launch_for, com
     assert commands.count("sbatch") == 1
 
 
-def test_same_step_id_of_another_installation_is_not_adopted(backend, launch_for, isolated_home):
-    ours = launch_for(1, "sleep 30")
-    other = replace(ours, step_dir=isolated_home / "elsewhere" / "steps" / "1")
-    first = backend.start(other)
+def test_same_step_id_of_another_installation_is_not_adopted(backend, launch_for, settings):
+    launch = launch_for(1, "sleep 30")
+    ours = settings.SECRET_KEY
+    settings.SECRET_KEY = "the signing key of another installation"
+    first = backend.start(launch)
+    settings.SECRET_KEY = ours
 
-    assert backend.start(ours) != first
+    assert backend.start(launch) != first
 
 
 def test_refresh_of_twenty_steps_makes_one_squeue_call(backend, launch_for, commands):
@@ -210,7 +212,8 @@ def test_refresh_of_twenty_steps_makes_one_squeue_call(backend, launch_for, comm
     backend.refresh(running)
     states = {backend.status(launch, job_id).state for launch, job_id in running}
 
-    assert states == {RunState.RUNNING}
+    # Two cores: some run, the others wait for resources.
+    assert states <= {RunState.RUNNING, RunState.WAITING}
     assert [argv[0] for argv in commands.calls] == ["squeue"]
 
 
@@ -261,16 +264,16 @@ def test_reused_job_id_is_not_taken_for_the_step(backend, launch_for):
 
 def test_unknown_slurm_state_keeps_the_step_watched(launch_for, caplog):
     launch = launch_for(1, "true")
-    line = f"7|epic-step-1|WEIRD_NEW_STATE|None|0|NONE|{launch.step_dir}\n"
+    line = f"7|{job_name(launch.step_id)}|WEIRD_NEW_STATE|None|0|NONE|NONE|{launch.step_dir}\n"
     backend = SlurmBackend("debug", 2, run=_replaying(line))
 
     status = backend.status(launch, 7)
 
-    assert (status.state, status.reason) == (RunState.RUNNING, "WEIRD_NEW_STATE")
+    assert (status.state, status.reason) == (RunState.WAITING, "WEIRD_NEW_STATE")
     assert "Unknown Slurm job state 'WEIRD_NEW_STATE'" in caplog.text
 
 
-def test_silent_controller_keeps_steps_running(launch_for):
+def test_silent_controller_keeps_steps_as_they_were(launch_for):
     launch = launch_for(1, "true")
 
     def times_out(argv, timeout):
@@ -278,7 +281,7 @@ def test_silent_controller_keeps_steps_running(launch_for):
 
     status = SlurmBackend("debug", 2, run=times_out).status(launch, 7)
 
-    assert status.state == RunState.RUNNING
+    assert status.state == RunState.WAITING
     assert status.reason.startswith("Slurm did not answer")
 
 
@@ -306,12 +309,11 @@ def _wait_for_completion_log(backend, launch, job_id, timeout: float = 10.0):
     return status
 
 
-def _jobs_named(name: str, work_dir) -> list[int]:
-    """Ids of the jobs squeue shows under a name and working folder."""
-    argv = ["squeue", "--noheader", "--states=all", f"--name={name}", "--Format=JobID:|,WorkDir:"]
+def _jobs_named(name: str) -> list[int]:
+    """Ids of the jobs squeue shows under a name (which carries the installation id)."""
+    argv = ["squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i"]
     lines = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
-    rows = [line.removesuffix("|").split("|", 1) for line in lines]
-    return [int(job_id) for job_id, folder in rows if folder == str(work_dir)]
+    return [int(line) for line in lines]
 
 
 class _Recorder:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from epic.compute.remote import installation_id_of
 from tests.e2e.conftest import FLOW
 from tests.e2e.servers import epic_command
 
@@ -68,8 +69,9 @@ def test_cavity_runs_on_slurm_through_pyepic(
     assert seen["residual_lengths"] == {"time": 100, "Ux": 100, "Uy": 100, "p": 100}
     assert "0.5/U" in seen["downloaded"]
     # Each step ran as exactly one Slurm job (the fresh server's steps are numbered from 1).
+    installation = _installation_of(server.home)
     steps = range(1, len(expected_steps) + 1)
-    assert _slurm_job_names_under(server.home) == [f"epic-step-{step}" for step in steps]
+    assert _slurm_job_names_of(installation) == [f"epic-{installation}-step-{n}" for n in steps]
 
 
 def _run_flow(running, python: Path, case: Path, work: Path, partitions: int) -> dict:
@@ -92,10 +94,17 @@ def _run_flow(running, python: Path, case: Path, work: Path, partitions: int) ->
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _slurm_job_names_under(home: Path) -> list[str]:
-    """The names of the Slurm jobs whose working folder is under `home`, in submission order."""
-    argv = ["squeue", "--noheader", "--states=all", "--Format=JobID:|,Name:|,WorkDir:|"]
+def _installation_of(home: Path) -> str:
+    """The installation id of the server whose state is under `home` (from its signing key)."""
+    key = os.environ.get("EPIC_SECRET_KEY") or (home / "secret_key").read_text().strip()
+    return installation_id_of(key)
+
+
+def _slurm_job_names_of(installation: str) -> list[str]:
+    """The names of the Slurm jobs of an installation, in submission order."""
+    argv = ["squeue", "--noheader", "--states=all", "--format=%i|%j"]
     lines = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()
-    rows = [line.removesuffix("|").split("|", 2) for line in lines]
-    ours = [(int(job_id), name) for job_id, name, folder in rows if folder.startswith(f"{home}/")]
+    rows = [line.split("|", 1) for line in lines]
+    prefix = f"epic-{installation}-"
+    ours = [(int(job_id), name) for job_id, name in rows if name.startswith(prefix)]
     return [name for _, name in sorted(ours)]

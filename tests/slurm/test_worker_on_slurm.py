@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from epic.compute.slurm.backend import job_name
 from epic.jobs.models import Job, JobStep
-from epic.jobs.states import JobState, StepState
+from epic.jobs.states import ACTIVE_STEP_STATES, JobState, StepState
 from epic.worker.launches import launch_for
 from epic.worker.loop import Worker
 from tests.helpers import finished, run_until
@@ -20,6 +21,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def running(job_id: int):
     """A predicate: the job's step runs."""
     return lambda: JobStep.objects.get(job_id=job_id).state == StepState.RUNNING
+
+
+def handed_over(job_id: int):
+    """A predicate: the job's step is in Slurm's hands, waiting or running."""
+    return lambda: JobStep.objects.get(job_id=job_id).state in ACTIVE_STEP_STATES
+
+
+def submitted(job_id: int):
+    """A predicate: the job's step is in Slurm's hands, waiting."""
+    return lambda: JobStep.objects.get(job_id=job_id).state == StepState.SUBMITTED
 
 
 def slurm_job(job_id: int) -> tuple[str, str]:
@@ -36,7 +47,7 @@ def slurm_job(job_id: int) -> tuple[str, str]:
     return name, work_dir
 
 
-def test_script_job_runs_as_a_slurm_job(submit_to_slurm, worker):
+def test_script_job_runs_as_a_slurm_job(submit_to_slurm, worker, settings):
     job_id = submit_to_slurm("case", "echo hello from slurm\n")
 
     run_until(worker, finished(job_id))
@@ -46,8 +57,8 @@ def test_script_job_runs_as_a_slurm_job(submit_to_slurm, worker):
     assert (step.state, step.exit_code) == (StepState.COMPLETE, 0)
     assert step.stdout_tail == "hello from slurm\n"
     name, work_dir = slurm_job(step.local_job_id)
-    assert name == f"epic-step-{step.pk}"
-    assert work_dir.endswith(f"/job-{job_id}/steps/{step.pk}")
+    assert name == job_name(step.pk)
+    assert work_dir == settings.EPIC_SLURM_SCRATCH
 
 
 def test_failing_script_on_slurm_fails_the_job(submit_to_slurm, worker):
@@ -75,7 +86,7 @@ def test_cancel_stops_a_running_slurm_step(alice, submit_to_slurm, worker):
 def test_cancel_removes_a_step_still_pending_in_slurm(alice, submit_to_slurm, worker, node_shape):
     _, cpus = node_shape
     job_id = submit_to_slurm("case", "echo ran > ran.txt\n", partitions=cpus + 1)
-    run_until(worker, running(job_id))
+    run_until(worker, submitted(job_id))
 
     assert alice.post(f"/api/v2/job/{job_id}/cancel/").status_code == 204
     run_until(worker, finished(job_id), timeout=20)
@@ -99,7 +110,7 @@ def test_slurm_step_over_its_runtime_limit_is_stopped(submit_to_slurm, worker):
 
 def test_restarted_worker_records_a_slurm_step_that_ended_meanwhile(submit_to_slurm, worker):
     job_id = submit_to_slurm("case", "sleep 1\nexit 4\n")
-    run_until(worker, running(job_id))
+    run_until(worker, handed_over(job_id))
 
     restarted = Worker(staging_threads=0)
     restarted.recover()

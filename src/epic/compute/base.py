@@ -24,11 +24,17 @@ class StepLaunch:
     environment: dict[str, str]
     # The application's start_script, stop_script and environment_script (bash, may be empty).
     scripts: dict[str, str] = field(default_factory=dict)
+    # The step this one waits for, where the scheduler chains steps: that step's backend id,
+    # and whether this one runs after any ending of it (True) or only after a success.
+    after: tuple[int, bool] | None = None
 
 
 class RunState(enum.Enum):
     """What a backend knows of a step it started."""
 
+    # Handed to the scheduler, which has not started it yet (it waits for resources or for
+    # the step before it).
+    WAITING = "waiting"
     RUNNING = "running"
     EXITED = "exited"
     # The step's processes are gone without a recorded exit code (killed or lost in a crash).
@@ -45,6 +51,8 @@ class RunStatus:
     # The scheduler's own word, where it has one: why a step waits (Slurm's pending reason,
     # such as "Resources") or the state it ended in (such as "TIMEOUT").
     reason: str | None = None
+    # When its processes started, where the backend knows (a scheduler may hold a step first).
+    started_at: datetime | None = None
 
 
 class SchedulerUnavailableError(Exception):
@@ -54,12 +62,21 @@ class SchedulerUnavailableError(Exception):
 class ComputeBackend(Protocol):
     """Starts, watches and stops job steps on one cluster."""
 
+    # True where a scheduler holds steps in its own queue: the worker then hands it all the
+    # steps of a job at once, each chained to the one before (StepLaunch.after), and learns
+    # when each one really starts from `status`. False where `start` runs a step at once.
+    queues_steps: bool
+
     def capacity(self) -> int | None:
         """Cores the backend may use at once, or None where the scheduler decides."""
         ...
 
     def start(self, launch: StepLaunch) -> int:
         """Start a step and return its backend id (a PID or a scheduler job id)."""
+        ...
+
+    def start_many(self, launches: list[StepLaunch]) -> list[int | Exception]:
+        """Start several steps at once: for each, its backend id or the error that stopped it."""
         ...
 
     def refresh(self, running: list[tuple[StepLaunch, int]]) -> None:

@@ -68,6 +68,8 @@ def step_environment(launch: StepLaunch) -> dict[str, str]:
 class LocalBackend:
     """Runs steps through the step runner, each in its own session, on this machine."""
 
+    queues_steps = False
+
     def __init__(self, cores: int):
         self.cores = cores
         self._children: dict[int, subprocess.Popen] = {}
@@ -107,6 +109,16 @@ class LocalBackend:
         self._children[process.pid] = process
         logger.debug("Started step %s as PID %s (uid %s)", launch.step_id, process.pid, uid)
         return process.pid
+
+    def start_many(self, launches: list[StepLaunch]) -> list[int | Exception]:
+        """Start steps one after the other: for each, its PID or the error that stopped it."""
+        started: list[int | Exception] = []
+        for launch in launches:
+            try:
+                started.append(self.start(launch))
+            except (OSError, RuntimeError) as error:
+                started.append(error)
+        return started
 
     def refresh(self, running: list[tuple[StepLaunch, int]]) -> None:
         """Nothing to batch: `status` reads each step's exit file and process directly."""

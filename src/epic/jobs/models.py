@@ -61,11 +61,16 @@ class Job(models.Model):
     created = models.DateTimeField(default=timezone.now, db_index=True)
     staged_in_at = models.DateTimeField(null=True)
     finished_at = models.DateTimeField(null=True)
+    # The worker that looks after the job until it ends (see WorkerProcess), and until when
+    # its claim holds unless renewed: another worker takes the job over once it lapses.
+    worker = models.CharField(max_length=100, blank=True)
+    lease_expires = models.DateTimeField(null=True)
 
     class Meta:
         indexes = [
             models.Index(fields=["team", "-id"]),
             models.Index(fields=["state"]),
+            models.Index(fields=["worker", "state"]),
         ]
 
     @property
@@ -165,3 +170,12 @@ class LogRefresh(models.Model):
     def response_recieved(self) -> bool:
         """Whether the worker has refreshed the logs (the API's spelling)."""
         return self.answered_at is not None
+
+
+class WorkerProcess(models.Model):
+    """A running worker, known by the name its jobs record, and where and when it was seen."""
+
+    name = models.CharField(max_length=100, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    heartbeat = models.DateTimeField()

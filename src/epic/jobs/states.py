@@ -39,8 +39,11 @@ class StepState(models.TextChoices):
 
     # Waits for the steps before it.
     PENDING = "pending", "Pending"
-    # Runnable; waits for free cores on its queue.
+    # Runnable; waits for free cores on its queue, or to be handed to its scheduler.
     QUEUED = "queued", "Queued"
+    # Handed to a scheduler that holds it in its own queue (for resources, or for the step
+    # before it); the step's scheduler_reason says why it waits.
+    SUBMITTED = "submitted", "Queued"
     # Its processes are running.
     RUNNING = "running", "Running"
     # Exited with code 0.
@@ -63,10 +66,28 @@ FINAL_STEP_STATES = {
     StepState.SKIPPED,
 }
 FAILED_STEP_STATES = {StepState.FAILED, StepState.TIMED_OUT}
+# Steps a compute backend holds: the worker watches them and stops them on a cancel.
+ACTIVE_STEP_STATES = {StepState.SUBMITTED, StepState.RUNNING}
 
 STEP_TRANSITIONS = {
     StepState.PENDING: {StepState.QUEUED, StepState.SKIPPED, StepState.CANCELLED},
-    StepState.QUEUED: {StepState.RUNNING, StepState.CANCELLED, StepState.FAILED},
+    StepState.QUEUED: {
+        StepState.SUBMITTED,
+        StepState.RUNNING,
+        StepState.CANCELLED,
+        StepState.FAILED,
+        StepState.SKIPPED,
+    },
+    # A submitted step may end without ever running: cancelled, or skipped when the step it
+    # waited for failed.
+    StepState.SUBMITTED: {
+        StepState.RUNNING,
+        StepState.COMPLETE,
+        StepState.FAILED,
+        StepState.TIMED_OUT,
+        StepState.CANCELLED,
+        StepState.SKIPPED,
+    },
     StepState.RUNNING: {
         StepState.COMPLETE,
         StepState.FAILED,

@@ -6,10 +6,16 @@ from epic.licences.services import environment_for
 from epic.worker.staging import case_dir, job_dir
 
 
-def launch_for(step: JobStep) -> StepLaunch:
-    """The launch description of a step: its folders, plan, resources and environment."""
+def launch_for(
+    step: JobStep, after: tuple[int, bool] | None = None, watching: bool = False
+) -> StepLaunch:
+    """The launch description of a step: its folders, plan, resources and environment.
+
+    `after` chains the step to the one before it (see StepLaunch.after). A launch built for
+    `watching` a started step leaves out the team's licences, which only a start needs.
+    """
     job = step.job
-    licences = environment_for(job.team, job.app_version.application_id)
+    licences = {} if watching else environment_for(job.team, job.app_version.application_id)
     environment = {**job.app_version.environment, **licences, **step.plan.get("environment", {})}
     return StepLaunch(
         job_id=job.pk,
@@ -26,4 +32,5 @@ def launch_for(step: JobStep) -> StepLaunch:
             "stop_script": job.app_version.stop_script,
             "environment_script": job.app_version.environment_script,
         },
+        after=after,
     )

@@ -7,8 +7,15 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from epic.compute.registry import backend_for
 from epic.jobs.models import Job, JobStep
-from epic.jobs.states import FAILED_STEP_STATES, FINAL_STEP_STATES, JobState, StepState
+from epic.jobs.states import (
+    ACTIVE_STEP_STATES,
+    FAILED_STEP_STATES,
+    FINAL_STEP_STATES,
+    JobState,
+    StepState,
+)
 from epic.software.registry import get_driver
 
 logger = logging.getLogger(__name__)
@@ -40,29 +47,50 @@ def fail_before_start(job: Job, reason: str) -> None:
 
 
 def advance(job: Job) -> None:
-    """Queue the next step that should run, or end the job when no step is left."""
+    """Queue what should run next, skip what must not, or end the job when no step is left.
+
+    Where the job's scheduler holds steps in its own queue, every step whose turn depends on
+    a step still to end is queued at once: the worker hands each to the scheduler chained to
+    the step before it. Elsewhere one step is queued at a time.
+    """
     job.refresh_from_db(fields=["cancel_requested", "state"])
     if job.state != JobState.RUNNING:
         return
     if job.cancel_requested:
         cancel_unstarted_steps(job)
 
-    previous_failed = False
     steps = list(job.steps.order_by("index"))
+    chained = backend_for(job.queue).queues_steps
     for step in steps:
-        if step.state in (StepState.QUEUED, StepState.RUNNING):
-            return
-        if step.state in FINAL_STEP_STATES:
-            if step.state != StepState.SKIPPED:
-                previous_failed = step.state in FAILED_STEP_STATES | {StepState.CANCELLED}
+        if step.state not in (StepState.PENDING, StepState.QUEUED):
             continue
-        if previous_failed and not step.run_if_previous_step_fails:
+        runs = runs_after_earlier_steps(steps, step)
+        if runs is False:
             step.move_to(StepState.SKIPPED)
-            continue
-        step.move_to(StepState.QUEUED)
-        return
+        elif step.state == StepState.PENDING and (chained or runs):
+            step.move_to(StepState.QUEUED)
+        if not chained and step.state not in FINAL_STEP_STATES:
+            return
 
-    job.move_to(JobState.STAGING_OUT, outcome=_outcome(steps))
+    if all(step.state in FINAL_STEP_STATES for step in steps):
+        job.move_to(JobState.STAGING_OUT, outcome=_outcome(steps))
+
+
+def runs_after_earlier_steps(steps: list[JobStep], step: JobStep) -> bool | None:
+    """Whether a step should run given how the steps before it ended; None while one has not.
+
+    A step runs unless the last step before it that did not skip failed, timed out or was
+    cancelled, and it is not one that runs after a failure.
+    """
+    previous_failed = False
+    for before in steps:
+        if before.index >= step.index:
+            break
+        if before.state not in FINAL_STEP_STATES:
+            return None
+        if before.state != StepState.SKIPPED:
+            previous_failed = before.state in FAILED_STEP_STATES | {StepState.CANCELLED}
+    return not previous_failed or step.run_if_previous_step_fails
 
 
 def _outcome(steps: list[JobStep]) -> JobState:
@@ -78,7 +106,7 @@ def _outcome(steps: list[JobStep]) -> JobState:
 def busy_cores_by_queue() -> dict[int, int]:
     """Cores taken by running steps, per queue id."""
     busy: dict[int, int] = {}
-    running = JobStep.objects.filter(state=StepState.RUNNING).values_list(
+    running = JobStep.objects.filter(state__in=ACTIVE_STEP_STATES).values_list(
         "job__queue_id", "num_tasks", "threads_per_task"
     )
     for queue_id, num_tasks, threads in running:

@@ -17,8 +17,8 @@ from epic.compute.base import RunState, SchedulerUnavailableError
 from epic.compute.registry import backend_for
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep, LogRefresh
-from epic.jobs.states import FINAL_JOB_STATES, AuthState, JobState, StepState
-from epic.worker import lifecycle
+from epic.jobs.states import ACTIVE_STEP_STATES, AuthState, JobState, StepState
+from epic.worker import leases, lifecycle
 from epic.worker.launches import launch_for
 from epic.worker.staging import StagingError, stage_in, stage_out
 from epic.worker.wakeup import wait_for_work, wake_worker
@@ -38,6 +38,7 @@ STAGING_RETRY = timedelta(seconds=30)
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
+CANCELLABLE_JOB_STATES = (JobState.PENDING, JobState.RUNNING)
 
 
 def _now() -> datetime:
@@ -45,14 +46,72 @@ def _now() -> datetime:
     return timezone.now()
 
 
+def _chain_link(step: JobStep, chain: list[JobStep] | None) -> tuple[bool, tuple | None]:
+    """Whether a queued step can be handed over now, and the step it must then wait for.
+
+    Without a chain (the backend starts steps itself, or this is a job's first step) it
+    can. In a chain it can once the step before it was handed over (it then waits for that
+    one's backend id), or once every step before it ended and it is still due to run.
+    """
+    earlier = [before for before in chain or [] if before.index < step.index]
+    if not earlier:
+        return True, None
+    previous = earlier[-1]
+    if previous.state in ACTIVE_STEP_STATES and previous.local_job_id is not None:
+        return True, (previous.local_job_id, step.run_if_previous_step_fails)
+    return lifecycle.runs_after_earlier_steps(chain, step) is True, None
+
+
+def _split_by_turn(steps, chains, silent_queues: set[int]) -> tuple[list, list[JobStep]]:
+    """Steps whose turn came, each with the step it must wait for; and the steps still waiting.
+
+    Steps of a queue whose scheduler did not answer in this pass are left for the next one.
+    """
+    ready, waiting = [], []
+    for step in steps:
+        if step.job.queue_id in silent_queues:
+            continue
+        can_start, after = _chain_link(step, chains.get(step.job_id))
+        if can_start:
+            ready.append((step, after))
+        else:
+            waiting.append(step)
+    return ready, waiting
+
+
+def _by_backend(ready: list[tuple[JobStep, tuple | None]]) -> dict:
+    """Steps grouped by the backend that starts them, in order."""
+    groups: dict = {}
+    for step, after in ready:
+        groups.setdefault(backend_for(step.job.queue), []).append((step, after))
+    return groups
+
+
+def _start_one(backend, launch) -> int | Exception:
+    """Start one step: its backend id, or the error that stopped it."""
+    try:
+        return backend.start(launch)
+    except (SchedulerUnavailableError, OSError, RuntimeError) as error:
+        return error
+
+
+def _start_if_ran(status, ended: datetime) -> datetime | None:
+    """A start time for a step that ended before it was seen running: its end, if it ran."""
+    return ended if status.exit_code is not None and status.state == RunState.EXITED else None
+
+
 class Worker:
     """Dispatches jobs, starts and watches their steps, and stages their data in and out.
 
-    Limitation: run one worker per database. Claims of jobs are atomic, but a step is handed
-    to its backend before its move to RUNNING is recorded, so two workers could both start it.
+    A worker looks after the jobs it holds a lease on (see `leases`): several workers may
+    share one database, each with its own name.
     """
 
-    def __init__(self, staging_threads: int = 2):
+    def __init__(self, staging_threads: int = 4, name: str | None = None):
+        self.name = name or settings.EPIC_WORKER_NAME
+        self._lease = leases.lease_length(settings.EPIC_WORKER_LEASE_SECONDS)
+        self._renewed_at = _EPOCH
+        self._registered = False
         # With no staging threads, staging runs inline (used by tests on one connection).
         self._staging = (
             ThreadPoolExecutor(staging_threads, thread_name_prefix="epic-staging")
@@ -64,9 +123,12 @@ class Worker:
         self._charged_at: dict[int, datetime] = {}
         self._lock = threading.Lock()
         self._logs_read_at: dict[int, object] = {}
+        self._launches: dict[int, object] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; a failing pass is logged and the next one goes on."""
+        if not self._registered:
+            self.register()
         self.recover()
         while not stop.is_set():
             try:
@@ -79,14 +141,19 @@ class Worker:
         if self._staging is not None:
             self._staging.shutdown(wait=True)
 
+    def register(self) -> None:
+        """Claim this worker's name; DuplicateWorkerError if a live worker has it."""
+        leases.register(self.name, self._lease)
+        self._registered = True
+
     def recover(self) -> None:
-        """After a restart, redo the staging that a previous worker left unfinished."""
-        for job in Job.objects.filter(state=JobState.STAGING_IN):
-            job.move_to(JobState.PENDING)
-            logger.warning("Job %s: stage-in was interrupted; it will be redone", job.pk)
+        """After a restart, redo the staging that this worker left unfinished."""
+        leases.release_interrupted_staging(self.name)
 
     def run_once(self) -> None:
-        """One pass over all unfinished work."""
+        """One pass over all unfinished work of the jobs this worker holds."""
+        self._launches = {}
+        self.hold_jobs()
         self.handle_cancellations()
         self.dispatch_pending_jobs()
         self.watch_running_steps()
@@ -94,11 +161,30 @@ class Worker:
         self.answer_log_refreshes()
         self.finish_jobs_staging_out()
 
+    # Leases
+
+    def hold_jobs(self) -> None:
+        """Renew this worker's leases when a quarter has passed, and claim jobs nobody holds."""
+        if _now() - self._renewed_at > self._lease / 4:
+            leases.renew(self.name, self._lease)
+            self._renewed_at = _now()
+        if leases.claim(self.name, self._lease) == leases.CLAIM_BATCH:
+            # More may be waiting: the next pass comes at once.
+            wake_worker()
+
+    def _jobs(self):
+        """The jobs this worker holds."""
+        return Job.objects.filter(worker=self.name)
+
+    def _steps(self):
+        """The steps of the jobs this worker holds."""
+        return JobStep.objects.filter(job__worker=self.name)
+
     # Cancellation
 
     def handle_cancellations(self) -> None:
         """Stop the steps of jobs whose cancellation was requested."""
-        for job in Job.objects.filter(cancel_requested=True).exclude(state__in=FINAL_JOB_STATES):
+        for job in self._jobs().filter(cancel_requested=True, state__in=CANCELLABLE_JOB_STATES):
             if job.state == JobState.PENDING:
                 lifecycle.cancel_unstarted_steps(job)
                 job.move_to(JobState.CANCELLED, status_reason="Cancelled before it started.")
@@ -109,7 +195,7 @@ class Worker:
     def _cancel_running_job(self, job: Job) -> None:
         """Cancel what has not started and stop what runs; with nothing running, end the job."""
         lifecycle.cancel_unstarted_steps(job)
-        running = job.steps.filter(state=StepState.RUNNING).select_related(
+        running = job.steps.filter(state__in=ACTIVE_STEP_STATES).select_related(
             "job__queue__cluster", "job__app_version"
         )
         if not running:
@@ -124,17 +210,19 @@ class Worker:
             JobStep.objects.filter(pk=step.pk).update(stop_requested=reason, stop_requested_at=now)
             step.stop_requested, step.stop_requested_at = reason, now
         force = now - step.stop_requested_at > STOP_GRACE
-        backend_for(step.job.queue).stop(launch_for(step), step.local_job_id, force=force)
+        backend_for(step.job.queue).stop(self._launch(step), step.local_job_id, force=force)
 
     # Dispatch and staging
 
     def dispatch_pending_jobs(self) -> None:
         """Claim authorised pending jobs and stage their input in the background."""
         authorised = Q(requires_auth=False) | Q(auth_state=AuthState.AUTHORISED)
-        pending = Job.objects.filter(
-            authorised, state=JobState.PENDING, cancel_requested=False
-        ).select_related("array", "submitted_by")
-        for job in pending.order_by("id")[:50]:
+        pending = (
+            self._jobs()
+            .filter(authorised, state=JobState.PENDING, cancel_requested=False)
+            .select_related("array", "submitted_by")
+        )
+        for job in pending.order_by("id")[: leases.CLAIM_BATCH]:
             if job.move_to(JobState.STAGING_IN):
                 self._in_background(job.pk, self._stage_in, job)
 
@@ -174,8 +262,10 @@ class Worker:
 
     def finish_jobs_staging_out(self) -> None:
         """Stage out jobs whose steps have ended, then give them their final state."""
-        for job in Job.objects.filter(state=JobState.STAGING_OUT).select_related(
-            "submitted_by", "app_version"
+        for job in (
+            self._jobs()
+            .filter(state=JobState.STAGING_OUT)
+            .select_related("submitted_by", "app_version")
         ):
             self._in_background(job.pk, self._stage_out, job)
 
@@ -206,15 +296,42 @@ class Worker:
     # Steps
 
     def start_queued_steps(self) -> None:
-        """Start queued steps in submission order while their queue has free cores."""
-        queued = (
-            JobStep.objects.filter(state=StepState.QUEUED)
+        """Hand queued steps to their backends in submission order.
+
+        Steps of schedulers that queue steps go in rounds, many at once: a step is handed over
+        once the step before it has been (chained to it), or once every step before it ended.
+        Steps that run on this machine start one by one while their queue has free cores.
+        """
+        queued = list(
+            self._steps()
+            .filter(state=StepState.QUEUED)
             .select_related("job__queue__cluster", "job__app_version")
             .order_by("job_id", "index")
         )
+        scheduled = [step for step in queued if backend_for(step.job.queue).queues_steps]
+        self._submit_in_rounds(scheduled, self._chains_of(scheduled))
+        self._start_while_cores_free([step for step in queued if step not in scheduled])
+
+    def _submit_in_rounds(self, steps: list[JobStep], chains: dict[int, list[JobStep]]) -> None:
+        """Submit every step whose turn has come, then those chained to them, and so on."""
+        silent_queues: set[int] = set()
+        waiting = steps
+        while waiting:
+            ready, waiting = _split_by_turn(waiting, chains, silent_queues)
+            if not ready:
+                return
+            for backend, batch in _by_backend(ready).items():
+                launches = [launch_for(step, after) for step, after in batch]
+                started = backend.start_many(launches)
+                for (step, _), result in zip(batch, started, strict=True):
+                    if not self._record_start(step, backend, result):
+                        silent_queues.add(step.job.queue_id)
+
+    def _start_while_cores_free(self, steps: list[JobStep]) -> None:
+        """Start steps on this machine in order while their queue has free cores."""
         busy = lifecycle.busy_cores_by_queue()
         blocked_queues: set[int] = set()
-        for step in queued:
+        for step in steps:
             queue = step.job.queue
             if queue.pk in blocked_queues:
                 continue
@@ -222,62 +339,110 @@ class Worker:
             if capacity is not None and busy.get(queue.pk, 0) + step.cores > capacity:
                 blocked_queues.add(queue.pk)
                 continue
-            if not self._start_step(step):
+            backend = backend_for(queue)
+            if not self._record_start(step, backend, _start_one(backend, launch_for(step))):
                 blocked_queues.add(queue.pk)
                 continue
             busy[queue.pk] = busy.get(queue.pk, 0) + step.cores
 
-    def _start_step(self, step: JobStep) -> bool:
-        """Hand a step to its backend and record that it runs; False if the scheduler is silent.
+    def _chains_of(self, queued: list[JobStep]) -> dict[int, list[JobStep]]:
+        """All the steps, in order, of the jobs whose queued steps their scheduler chains.
 
-        A step that cannot start fails; one whose scheduler did not answer stays queued.
+        The queued steps themselves are the same objects as in `queued`, so that a step
+        handed over in this pass is seen as such by the step after it.
         """
-        launch = launch_for(step)
-        try:
-            backend_id = backend_for(step.job.queue).start(launch)
-        except SchedulerUnavailableError as error:
-            logger.warning("Job %s: scheduler did not answer; will retry: %s", step.job_id, error)
-            JobStep.objects.filter(pk=step.pk).update(scheduler_reason=str(error)[:200])
+        job_ids = {
+            step.job_id
+            for step in queued
+            if step.index > 0 and backend_for(step.job.queue).queues_steps
+        }
+        if not job_ids:
+            return {}
+        same = {step.pk: step for step in queued}
+        chains: dict[int, list[JobStep]] = {}
+        for step in JobStep.objects.filter(job_id__in=job_ids).order_by("job_id", "index"):
+            chains.setdefault(step.job_id, []).append(same.get(step.pk, step))
+        return chains
+
+    def _record_start(self, step: JobStep, backend, result: int | Exception) -> bool:
+        """Record what handing a step to its backend gave; False if the scheduler was silent.
+
+        A step that could not start fails; one whose scheduler did not answer stays queued. A
+        scheduler that holds steps in its own queue has the step submitted, not yet running.
+        """
+        if isinstance(result, SchedulerUnavailableError):
+            logger.warning("Job %s: scheduler did not answer; will retry: %s", step.job_id, result)
+            JobStep.objects.filter(pk=step.pk).update(scheduler_reason=str(result)[:200])
             return False
-        except (OSError, RuntimeError) as error:
-            logger.exception("Job %s: step %s could not start", step.job_id, step.step_name)
-            step.move_to(StepState.FAILED, end=timezone.now(), stderr_tail=f"epic: {error}\n")
+        if isinstance(result, Exception):
+            logger.error(
+                "Job %s: step %s could not start: %s", step.job_id, step.step_name, result
+            )
+            step.move_to(StepState.FAILED, end=timezone.now(), stderr_tail=f"epic: {result}\n")
             lifecycle.advance(step.job)
             return True
-        step.move_to(
-            StepState.RUNNING, local_job_id=backend_id, start=timezone.now(), scheduler_reason=""
-        )
-        logger.info("Job %s: step %s started", step.job_id, step.step_name)
+
+        if backend.queues_steps:
+            step.move_to(StepState.SUBMITTED, local_job_id=result, scheduler_reason="")
+        else:
+            step.move_to(StepState.RUNNING, local_job_id=result, start=timezone.now())
+        logger.info("Job %s: step %s %s", step.job_id, step.step_name, step.get_state_display())
         return True
 
     def watch_running_steps(self) -> None:
-        """Record steps that ended, stop those over their runtime, refresh stale log tails."""
-        running = list(
-            JobStep.objects.filter(state=StepState.RUNNING).select_related(
-                "job__queue__cluster", "job__app_version"
-            )
+        """Record steps that started or ended, stop those over their runtime, refresh logs."""
+        active = list(
+            self._steps()
+            .filter(state__in=ACTIVE_STEP_STATES)
+            .select_related("job__queue__cluster", "job__app_version")
+            .order_by("job_id", "index")
         )
-        self._refresh_backends(running)
-        for step in running:
-            launch = launch_for(step)
-            status = backend_for(step.job.queue).status(launch, step.local_job_id)
-            if status.state == RunState.RUNNING:
-                self._note_reason(step, status.reason)
-                if step.stop_requested:
-                    self._stop_step(step, step.stop_requested)
-                self._enforce_runtime(step)
-                self._refresh_logs_if_stale(step)
-                self._charge_if_due(step)
-                continue
-            self._record_end(step, status)
+        self._refresh_backends(active)
+        for step in active:
+            status = backend_for(step.job.queue).status(self._launch(step), step.local_job_id)
+            if status.state in (RunState.WAITING, RunState.RUNNING):
+                self._watch_active(step, status)
+            elif not self._waits_for_earlier_steps(step, status):
+                self._record_end(step, status)
 
-    def _refresh_backends(self, running: list[JobStep]) -> None:
-        """Let each backend learn the state of all its running steps in one go."""
+    def _watch_active(self, step: JobStep, status) -> None:
+        """Note that a submitted step started, pass on stop requests, keep logs and charges."""
+        if status.state == RunState.RUNNING and step.state == StepState.SUBMITTED:
+            step.move_to(StepState.RUNNING, start=status.started_at or timezone.now())
+            logger.info("Job %s: step %s started", step.job_id, step.step_name)
+        self._note_reason(step, status.reason)
+        if step.stop_requested:
+            self._stop_step(step, step.stop_requested)
+        if step.state != StepState.RUNNING:
+            return
+        self._enforce_runtime(step)
+        self._refresh_logs_if_stale(step)
+        self._charge_if_due(step)
+
+    def _waits_for_earlier_steps(self, step: JobStep, status) -> bool:
+        """Whether a submitted step that never started ended before the steps it followed did.
+
+        Its ending is recorded once theirs are, so that it is known whether it was skipped.
+        """
+        if step.state != StepState.SUBMITTED or status.started_at is not None:
+            return False
+        steps = list(step.job.steps.order_by("index"))
+        return lifecycle.runs_after_earlier_steps(steps, step) is None
+
+    def _launch(self, step: JobStep):
+        """The step's launch for watching it, built once per pass."""
+        launch = self._launches.get(step.pk)
+        if launch is None:
+            launch = self._launches[step.pk] = launch_for(step, watching=True)
+        return launch
+
+    def _refresh_backends(self, active: list[JobStep]) -> None:
+        """Let each backend learn the state of all its active steps in one go."""
         by_backend: dict[int, tuple[object, list]] = {}
-        for step in running:
+        for step in active:
             backend = backend_for(step.job.queue)
             entry = by_backend.setdefault(id(backend), (backend, []))
-            entry[1].append((launch_for(step), step.local_job_id))
+            entry[1].append((self._launch(step), step.local_job_id))
         for backend, launches in by_backend.values():
             backend.refresh(launches)
 
@@ -304,18 +469,21 @@ class Worker:
 
     def _record_end(self, step: JobStep, status) -> None:
         """Store how a step ended, with its final logs, and move the job on."""
-        launch = launch_for(step)
+        if self._skip_if_not_due(step):
+            return
+        launch = self._launch(step)
         backend = backend_for(step.job.queue)
         stdout, stderr = backend.read_logs(launch, LOG_TAIL_BYTES)
         new_state = self._end_state(step, status)
-        exit_code = status.exit_code
         if status.state == RunState.LOST and not step.stop_requested:
             stderr += "\nepic: the step was killed before it could record its exit code.\n"
+        ended = status.ended_at or timezone.now()
 
         step.move_to(
             new_state,
-            exit_code=exit_code,
-            end=status.ended_at or timezone.now(),
+            exit_code=status.exit_code,
+            start=step.start or status.started_at or _start_if_ran(status, ended),
+            end=ended,
             stdout_tail=stdout,
             stderr_tail=stderr,
             logs_updated=timezone.now(),
@@ -323,7 +491,34 @@ class Worker:
         )
         ledger.charge(step, final=True)
         logger.info("Job %s: step %s %s", step.job_id, step.step_name, new_state.label)
+        self._withdraw_skipped_followers(step.job)
         lifecycle.advance(step.job)
+
+    def _skip_if_not_due(self, step: JobStep) -> bool:
+        """Mark a submitted step that ended unstarted, and must not run, as skipped."""
+        if step.state != StepState.SUBMITTED or step.stop_requested:
+            return False
+        steps = list(step.job.steps.order_by("index"))
+        if lifecycle.runs_after_earlier_steps(steps, step) is not False:
+            return False
+        step.move_to(StepState.SKIPPED, scheduler_reason="")
+        logger.info("Job %s: step %s skipped", step.job_id, step.step_name)
+        return True
+
+    def _withdraw_skipped_followers(self, job: Job) -> None:
+        """Withdraw from the scheduler the submitted steps that must not run after an ending.
+
+        The scheduler would cancel them itself (their dependency can no longer be met); this
+        records them as skipped at once, in order, so each decision sees the one before.
+        """
+        followers = job.steps.filter(state=StepState.SUBMITTED, start__isnull=True)
+        for step in followers.select_related("job__queue__cluster", "job__app_version"):
+            steps = list(job.steps.order_by("index"))
+            if lifecycle.runs_after_earlier_steps(steps, step) is not False:
+                continue
+            backend_for(job.queue).stop(self._launch(step), step.local_job_id)
+            step.move_to(StepState.SKIPPED, scheduler_reason="")
+            logger.info("Job %s: step %s skipped", step.job_id, step.step_name)
 
     def _end_state(self, step: JobStep, status) -> StepState:
         """The step's final state from how it ended and why it was stopped."""
@@ -339,9 +534,9 @@ class Worker:
 
     def answer_log_refreshes(self) -> None:
         """Refresh the log tails that users asked for, then mark their requests answered."""
-        requests = LogRefresh.objects.filter(answered_at__isnull=True).select_related(
-            "step__job__queue__cluster", "step__job__app_version"
-        )
+        requests = LogRefresh.objects.filter(
+            answered_at__isnull=True, step__job__worker=self.name
+        ).select_related("step__job__queue__cluster", "step__job__app_version")
         for request in requests:
             if request.step.state == StepState.RUNNING:
                 self._refresh_logs(request.step)
@@ -356,7 +551,7 @@ class Worker:
 
     def _refresh_logs(self, step: JobStep) -> None:
         """Copy the latest tails of a running step's logs into the database."""
-        launch = launch_for(step)
+        launch = self._launch(step)
         stdout, stderr = backend_for(step.job.queue).read_logs(launch, LOG_TAIL_BYTES)
         JobStep.objects.filter(pk=step.pk).update(
             stdout_tail=stdout, stderr_tail=stderr, logs_updated=timezone.now()

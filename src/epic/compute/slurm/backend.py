@@ -8,22 +8,33 @@ its 20 threads and 124 connections. The clients are cheap here: sbatch takes abo
 one squeue for 20 jobs about 4 ms on a one-node cluster, and the backend asks squeue once
 per worker pass for all of its steps.
 
-A step's Slurm job is tagged by its job name, `epic-step-<step id>`, and its working folder,
-the step's own folder (unique to the installation's EPIC_HOME): a job is the step's only if
-both match. Job ids alone are not trusted, because Slurm reuses them after a controller reset
-and forgets ended jobs after MinJobAge. The tag also makes submission idempotent: before
-sbatch, `start` adopts a job that already carries the step's tag.
+A step's Slurm job is tagged by its job name, `epic-<installation id>-step-<step id>`, where
+the installation id is derived from the server's SECRET_KEY (`epic.compute.remote`): a job is
+the step's only if its name matches. Job ids alone are not trusted, because Slurm reuses them
+after a controller reset and forgets ended jobs after MinJobAge. The tag also makes submission
+idempotent: before sbatch, `start` adopts a job that already carries the step's tag, or the
+job id the step's wrapper reported when it first ran.
 
-The batch script is a few lines of Python that hand the job's SLURM_* variables to the same
-step runner the local backend uses (`python3 runner.py spec.json` in the step folder), so
-that `parallel` commands run under `srun --mpi=pmix` inside the job's allocation. The runner
-writes the exit code and the stdout and stderr files into the step folder.
+Compute nodes share no disk with the server. The batch script is the wrapper
+(`epic.compute.slurm.wrapper`) with the step's settings: the API URL (EPIC_API_URL), the step's
+token and the node's scratch root (EPIC_SLURM_SCRATCH), which is also the job's working folder
+and holds its Slurm output file. On the node, the wrapper downloads from the server's step I/O
+endpoint the bundle this backend prepares in the server-side step folder (the same step
+runner the local backend uses, its spec and the application's scripts) and the job's case
+folder, runs the runner in a scratch folder of its own, so that `parallel` commands run under
+`srun --mpi=pmix` inside the job's allocation, and pushes the stdout, stderr and Slurm output
+back while it runs; at the end it sends the case folder back, then the exit code. The endpoint
+writes them where the local backend's runner would (stdout, stderr, exit in the step folder),
+so watching a step and reading its logs work on the server's own disk.
 
 Limitation: steps run as the server's user (root, where the server runs as root), not under
 a uid of their own: sbatch's --uid refuses a uid without a passwd entry, which is what
 isolation gives each job.
-Limitation: the step folders (EPIC_WORK_ROOT) must be on a disk the compute nodes share
-with the worker, because the batch script, the logs and the exit code travel through them.
+Limitation: the case folder is copied to the first node of a step's allocation only: the
+ranks of a parallel command on other nodes find it only if EPIC_SLURM_SCRATCH is a folder the
+nodes share.
+Limitation: the whole case folder travels to the node and back at every step, however little
+of it the step reads or changes.
 Limitation: every Slurm cluster of the catalog is the one the worker machine's Slurm client
 configuration reaches; commands never name a cluster (no --clusters).
 """
@@ -32,21 +43,27 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 
 from epic.compute.base import RunState, RunStatus, StepLaunch
-from epic.compute.local import (
-    RUNNER_SOURCE,
-    runner_spec,
-    stdout_lines_of,
-    tail_file,
-    write_scripts,
+from epic.compute.local import stdout_lines_of, tail_file
+from epic.compute.remote import (
+    EXIT_FILE,
+    LOG_FILES,
+    NODE_PATH_KEYS,
+    SCHEDULER_JOB_FILE,
+    installation_id,
+    recorded_scheduler_job,
+    step_token,
+    write_bundle,
 )
-from epic.compute.slurm import commands
+from epic.compute.slurm import commands, wrapper
 from epic.compute.slurm.commands import (
     CommandRunner,
     SlurmError,
@@ -58,30 +75,57 @@ from epic.compute.slurm.states import meaning_of
 
 logger = logging.getLogger(__name__)
 
+# The batch script as sbatch reads it on the server; its content is what reaches the node.
 BATCH_SCRIPT = "batch.py"
-SLURM_OUTPUT = "slurm.out"
-EXECUTED_SPEC = "spec-slurm.json"
+# The server-side copy of the Slurm output file, which the wrapper pushes.
+SLURM_OUTPUT = LOG_FILES["scheduler"]
 # How long what `refresh` learned answers `status` before status asks Slurm again.
 STATUS_MAX_AGE = 30.0
-
-BATCH_SCRIPT_TEMPLATE = '''#!{python}
-"""Slurm batch script of EPIC step {step_id}: the step runner, given the job's Slurm variables."""
-import json, os, sys
-
-spec = json.load(open("spec.json"))
-spec["environment"].update(
-    (key, value) for key, value in os.environ.items() if key.startswith("SLURM_")
-)
-with open("{executed}.tmp", "w") as stream:
-    json.dump(spec, stream)
-os.replace("{executed}.tmp", "{executed}")
-os.execv(sys.executable, [sys.executable, "runner.py", "{executed}"])
-'''
+# How often squeue is asked about steps it was asked about already: a step's ending comes
+# from its exit file, pushed by the node, so this only delays seeing a start or a loss.
+REFRESH_SECONDS = 3.0
+# Written in the step folder before sbatch: a step without it has no Slurm job yet.
+SUBMITTING_MARK = "submitting"
+# How many sbatch calls run at once when many steps start together.
+SBATCH_THREADS = 4
+WRAPPER_SOURCE = Path(wrapper.__file__).read_text()
+# How often the wrapper pushes new log bytes, and how long it retries an unreachable server.
+PUSH_SECONDS = 2.0
+RETRY_SECONDS = 300.0
+# Environment variables of the runner spec that name the step's case folder.
+CASE_VARIABLES = ("HOME", "PWD")
 
 
 def job_name(step_id: int) -> str:
-    """The Slurm job name that tags a step's job."""
-    return f"epic-step-{step_id}"
+    """The Slurm job name that tags a step's job, unique to this installation."""
+    return f"epic-{installation_id()}-step-{step_id}"
+
+
+def slurm_output(step_id: int) -> str:
+    """The Slurm output file of a step's job, in the node's scratch root."""
+    return str(Path(settings.EPIC_SLURM_SCRATCH) / f"{job_name(step_id)}.out")
+
+
+def batch_script(launch: StepLaunch) -> str:
+    """The wrapper's source followed by the step's settings and the call that runs it."""
+    if not settings.EPIC_API_URL:
+        raise RuntimeError("EPIC_API_URL is not set: Slurm steps need the server's address.")
+    step = {
+        "api_url": settings.EPIC_API_URL,
+        "step_id": launch.step_id,
+        "token": step_token(launch.job_id, launch.step_id),
+        "scratch_root": settings.EPIC_SLURM_SCRATCH,
+        "scheduler_output": slurm_output(launch.step_id),
+        "push_seconds": PUSH_SECONDS,
+        "retry_seconds": RETRY_SECONDS,
+        "path_keys": list(NODE_PATH_KEYS),
+        "case_variables": list(CASE_VARIABLES),
+    }
+    return (
+        f"#!{settings.EPIC_RUNNER_PYTHON}\n{WRAPPER_SOURCE}\n\n"
+        f"# EPIC step {launch.step_id}\nSTEP = json.loads({json.dumps(step)!r})\n"
+        "sys.exit(main(STEP))\n"
+    )
 
 
 def srun_launcher(num_tasks: int, threads_per_task: int) -> list[str]:
@@ -95,6 +139,19 @@ def srun_launcher(num_tasks: int, threads_per_task: int) -> list[str]:
     ]
 
 
+def dependency_options(after: tuple[int, bool] | None) -> list[str]:
+    """sbatch's options that chain a step to the one before it.
+
+    afterok waits for a success, afterany for any ending; a step whose dependency can no
+    longer be met (the step before failed) is cancelled by Slurm rather than left pending.
+    """
+    if after is None:
+        return []
+    job_id, after_any = after
+    kind = "afterany" if after_any else "afterok"
+    return [f"--dependency={kind}:{job_id}", "--kill-on-invalid-dep=yes"]
+
+
 def time_limit_minutes(max_runtime_hours: int) -> int:
     """The step's runtime limit as sbatch's --time in minutes (0 would mean no limit)."""
     return max(1, max_runtime_hours * 60)
@@ -102,6 +159,8 @@ def time_limit_minutes(max_runtime_hours: int) -> int:
 
 class SlurmBackend:
     """Submits each step as one batch job to a partition and learns all their states at once."""
+
+    queues_steps = True
 
     def __init__(
         self, partition: str = "", cores_per_node: int = 1, run: CommandRunner = run_command
@@ -123,12 +182,20 @@ class SlurmBackend:
     # Starting
 
     def start(self, launch: StepLaunch) -> int:
-        """Submit the step with sbatch, unless a job with its tag exists: then adopt that job."""
-        adopted = self._adopt(launch)
-        if adopted is not None:
-            return adopted
+        """Submit the step with sbatch, or adopt the Slurm job an earlier attempt queued.
+
+        The step folder is marked before sbatch runs. Only a marked step can already have a
+        Slurm job (its worker died, or sbatch timed out, after queuing it), so only then is
+        Slurm asked for a job with the step's tag.
+        """
+        mark = launch.step_dir / SUBMITTING_MARK
+        if mark.exists():
+            adopted = self._adopt(launch)
+            if adopted is not None:
+                return adopted
 
         self._write_step_files(launch)
+        _write_durably(mark, job_name(launch.step_id))
         try:
             job_id = commands.submit(
                 self._run, self._sbatch_options(launch), str(launch.step_dir / BATCH_SCRIPT)
@@ -142,34 +209,33 @@ class SlurmBackend:
         logger.info("Step %s submitted as Slurm job %s", launch.step_id, job_id)
         return job_id
 
+    def start_many(self, launches: list[StepLaunch]) -> list[int | Exception]:
+        """Start several steps, SBATCH_THREADS sbatch calls at a time: an id or error each."""
+        with ThreadPoolExecutor(SBATCH_THREADS, thread_name_prefix="epic-sbatch") as pool:
+            futures = [pool.submit(self.start, launch) for launch in launches]
+        return [_outcome(future) for future in futures]
+
     def _adopt(self, launch: StepLaunch) -> int | None:
         """The id of a Slurm job already started for this step, if there is one."""
-        tagged = [
-            job
-            for job in commands.jobs_by_name(self._run, job_name(launch.step_id))
-            if job.work_dir == str(launch.step_dir)
-        ]
+        tagged = commands.jobs_by_name(self._run, job_name(launch.step_id))
         if len(tagged) > 1:
             logger.error("Step %s has several Slurm jobs: %s", launch.step_id, tagged)
         if tagged:
             logger.warning("Step %s: adopted Slurm job %s", launch.step_id, tagged[0].job_id)
             return tagged[0].job_id
-        return _job_id_recorded_in(launch.step_dir)
+        return recorded_scheduler_job(launch.step_dir)
 
     def _write_step_files(self, launch: StepLaunch) -> None:
-        """Write the runner, its spec, the application's scripts and the batch script."""
+        """Write the bundle the node downloads, and the batch script for sbatch to send.
+
+        Nothing of a previous submission ran (none was adopted), so what it left is removed.
+        """
         launch.step_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in ("exit", EXECUTED_SPEC):
+        for leftover in (EXIT_FILE, SCHEDULER_JOB_FILE, *LOG_FILES.values()):
             (launch.step_dir / leftover).unlink(missing_ok=True)
-        (launch.step_dir / "runner.py").write_text(RUNNER_SOURCE)
-        write_scripts(launch)
         launcher = srun_launcher(launch.num_tasks, max(1, launch.threads_per_task))
-        spec = runner_spec(launch, launcher, reap_own_uid=False)
-        (launch.step_dir / "spec.json").write_text(json.dumps(spec))
-        script = BATCH_SCRIPT_TEMPLATE.format(
-            python=settings.EPIC_RUNNER_PYTHON, step_id=launch.step_id, executed=EXECUTED_SPEC
-        )
-        (launch.step_dir / BATCH_SCRIPT).write_text(script)
+        write_bundle(launch, launcher)
+        (launch.step_dir / BATCH_SCRIPT).write_text(batch_script(launch))
 
     def _sbatch_options(self, launch: StepLaunch) -> list[str]:
         """sbatch's options for a step: its tag, folder, shape and time limit."""
@@ -178,9 +244,10 @@ class SlurmBackend:
         nodes = -(-launch.num_tasks // tasks_per_node)
         options = [
             f"--job-name={job_name(launch.step_id)}",
-            f"--chdir={launch.step_dir}",
+            # The node's scratch root: it exists on every node; no server path goes to Slurm.
+            f"--chdir={settings.EPIC_SLURM_SCRATCH}",
             # sbatch expands %-patterns in file names; %% is a literal %.
-            f"--output={str(launch.step_dir / SLURM_OUTPUT).replace('%', '%%')}",
+            f"--output={slurm_output(launch.step_id).replace('%', '%%')}",
             f"--nodes={nodes}",
             f"--ntasks={launch.num_tasks}",
             f"--ntasks-per-node={tasks_per_node}",
@@ -191,13 +258,19 @@ class SlurmBackend:
         ]
         if self.partition:
             options.append(f"--partition={self.partition}")
-        return options
+        return options + dependency_options(launch.after)
 
     # Watching
 
     def refresh(self, running: list[tuple[StepLaunch, int]]) -> None:
-        """Ask squeue about all these steps at once, and `sacct -c` about those it forgot."""
+        """Ask squeue about all these steps at once, and `sacct -c` about those it forgot.
+
+        Steps asked about less than REFRESH_SECONDS ago are not asked about again, so that the
+        calls per minute stay flat however often the worker passes.
+        """
         ids = {backend_id for _, backend_id in running if backend_id is not None}
+        if ids <= self._asked and time.monotonic() - self._learned_at < REFRESH_SECONDS:
+            return
         self._jobs, self._asked, self._silence = {}, ids, None
         self._stopped = {job_id: done for job_id, done in self._stopped.items() if job_id in ids}
         self._learned_at = time.monotonic()
@@ -216,6 +289,21 @@ class SlurmBackend:
             self._silence = str(error)
             logger.warning("Slurm did not report on %d steps: %s", len(ids), error)
 
+    def _latest(self, launch: StepLaunch, backend_id: int, job: SlurmJob | None):
+        """The step's job as Slurm sees it now, where what `refresh` learned may be older.
+
+        Asked once for a step whose exit code arrived, so that how Slurm ended it (such as its
+        time limit) is not read from a state learned before the end.
+        """
+        if time.monotonic() - self._learned_at < 0.5 and job is not None:
+            return job
+        try:
+            fresh = commands.jobs_by_id(self._run, [backend_id])
+        except (SlurmUnavailable, SlurmError):
+            return job
+        self._jobs[backend_id] = fresh
+        return self._job_for(launch, backend_id) or job
+
     def _learn(self, jobs: list[SlurmJob]) -> None:
         """Remember what Slurm said about some jobs (an id may name several, once reused)."""
         for job in jobs:
@@ -224,7 +312,7 @@ class SlurmBackend:
     def _job_for(self, launch: StepLaunch, backend_id: int) -> SlurmJob | None:
         """The step's own job among those Slurm reported under its id, by its tag."""
         for job in self._jobs.get(backend_id, []):
-            if job.name == job_name(launch.step_id) and job.work_dir == str(launch.step_dir):
+            if job.name == job_name(launch.step_id):
                 return job
         return None
 
@@ -238,10 +326,13 @@ class SlurmBackend:
         exit_file = launch.step_dir / "exit"
         if exit_file.exists():
             ended = datetime.fromtimestamp(exit_file.stat().st_mtime, tz=UTC)
+            job = self._latest(launch, backend_id, job)
             reason = _ending_word(job) if job is not None else None
-            return RunStatus(RunState.EXITED, int(exit_file.read_text()), ended, reason)
+            started = job.started_at if job is not None else None
+            code = int(exit_file.read_text())
+            return RunStatus(RunState.EXITED, code, ended, reason, started_at=started)
         if self._silence is not None:
-            return RunStatus(RunState.RUNNING, reason=f"Slurm did not answer: {self._silence}")
+            return RunStatus(RunState.WAITING, reason=f"Slurm did not answer: {self._silence}")
         if job is None:
             return RunStatus(RunState.LOST, None, datetime.now(tz=UTC))
         return _status_from_slurm(job)
@@ -269,7 +360,10 @@ class SlurmBackend:
             logger.debug("Cancelled Slurm job %s (kill=%s)", backend_id, kill)
 
     def read_logs(self, launch: StepLaunch, limit: int) -> tuple[str, str]:
-        """The tails of the step's stdout and stderr, with Slurm's own messages after stderr."""
+        """The tails of the step's stdout and stderr, with Slurm's own messages after stderr.
+
+        All three are the server-side copies that the step's wrapper pushes while it runs.
+        """
         stderr = tail_file(launch.step_dir / "stderr", limit)
         slurm_messages = tail_file(launch.step_dir / SLURM_OUTPUT, limit)
         if slurm_messages:
@@ -281,19 +375,36 @@ class SlurmBackend:
         return stdout_lines_of(launch)
 
 
+def _write_durably(path: Path, text: str) -> None:
+    """Write a small file and flush it to disk, so that it outlives a crash of the machine."""
+    with open(path, "w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _outcome(future) -> int | Exception:
+    """What one start in a batch gave: the Slurm job id, or the error it raised."""
+    try:
+        return future.result()
+    except Exception as error:  # each start's error goes back to its caller
+        return error
+
+
 def _status_from_slurm(job: SlurmJob) -> RunStatus:
     """A step's status from its Slurm job alone, through the state table."""
     meaning = meaning_of(job.state)
     if meaning is None:
-        return RunStatus(RunState.RUNNING, reason=job.state)
-    if meaning.state == RunState.RUNNING:
-        return RunStatus(RunState.RUNNING, reason=job.reason)
+        return RunStatus(RunState.WAITING, reason=job.state)
+    if meaning.state in (RunState.WAITING, RunState.RUNNING):
+        return RunStatus(meaning.state, reason=job.reason, started_at=job.started_at)
 
     code = job.exit_code
     if job.state != "COMPLETED" and not code:
         code = meaning.code_if_silent
     ended = job.ended_at or datetime.now(tz=UTC)
-    return RunStatus(meaning.state, code if code is not None else 0, ended, job.state)
+    code = code if code is not None else 0
+    return RunStatus(meaning.state, code, ended, job.state, started_at=job.started_at)
 
 
 def _ending_word(job: SlurmJob) -> str:
@@ -301,12 +412,3 @@ def _ending_word(job: SlurmJob) -> str:
     if job.state == "COMPLETING" and job.reason:
         return job.reason
     return job.state
-
-
-def _job_id_recorded_in(step_dir: Path) -> int | None:
-    """The Slurm job id that a batch script recorded in the step folder when it ran, if any."""
-    try:
-        executed = json.loads((step_dir / EXECUTED_SPEC).read_text())
-        return int(executed["environment"]["SLURM_JOB_ID"])
-    except (OSError, ValueError, KeyError):
-        return None

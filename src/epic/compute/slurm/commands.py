@@ -26,8 +26,17 @@ COMMAND_TIMEOUT = 30.0
 PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "SLURM_CONF")
 SEPARATOR = "|"
 # squeue fields, in order; the working folder comes last because it may contain SEPARATOR.
-SQUEUE_FIELDS = ("JobID", "Name", "State", "Reason", "exit_code", "EndTime", "WorkDir")
-SACCT_FIELDS = ("jobid", "jobname", "state", "exitcode", "end", "workdir")
+SQUEUE_FIELDS = (
+    "JobID",
+    "Name",
+    "State",
+    "Reason",
+    "exit_code",
+    "StartTime",
+    "EndTime",
+    "WorkDir",
+)
+SACCT_FIELDS = ("jobid", "jobname", "state", "exitcode", "start", "end", "workdir")
 # What Slurm's clients print when they could not reach the controller.
 UNREACHABLE_MARKS = (
     "Unable to contact slurm controller",
@@ -35,6 +44,8 @@ UNREACHABLE_MARKS = (
     "Zero Bytes were transmitted or received",
     "Connection refused",
 )
+# The states in which squeue's StartTime is only the scheduler's expectation.
+WAITING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SPECIAL_EXIT"}
 # What scancel prints for a job that has ended already: nothing is left to stop.
 GONE_MARKS = ("Invalid job id specified", "already completing or completed")
 
@@ -86,6 +97,8 @@ class SlurmJob:
     exit_code: int | None
     ended_at: datetime | None
     work_dir: str
+    # When it started running (None while it waits: Slurm prints an expected time then).
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -201,16 +214,18 @@ def _parse_squeue(stdout: str) -> list[SlurmJob]:
         parts = line.removesuffix(SEPARATOR).split(SEPARATOR, len(SQUEUE_FIELDS) - 1)
         if len(parts) < len(SQUEUE_FIELDS) or not parts[0].strip().isdigit():
             continue
-        job_id, name, state, reason, status, end, work_dir = parts
+        job_id, name, state, reason, status, start, end, work_dir = parts
+        state = _base_state(state)
         jobs.append(
             SlurmJob(
                 job_id=int(job_id),
                 name=name.strip(),
-                state=_base_state(state),
+                state=state,
                 reason=None if reason.strip() in ("", "None", "(null)") else reason.strip(),
                 exit_code=_wait_status_code(status),
                 ended_at=_timestamp(end),
                 work_dir=work_dir,
+                started_at=None if state in WAITING_STATES else _timestamp(start),
             )
         )
     return jobs
@@ -243,7 +258,7 @@ def finished_jobs(run: CommandRunner, job_ids: Iterable[int]) -> list[SlurmJob]:
         parts = line.split(SEPARATOR, len(SACCT_FIELDS) - 1)
         if len(parts) < len(SACCT_FIELDS) or not parts[0].isdigit():
             continue
-        job_id, name, state, exit_code, end, work_dir = parts
+        job_id, name, state, exit_code, start, end, work_dir = parts
         jobs.append(
             SlurmJob(
                 job_id=int(job_id),
@@ -253,6 +268,7 @@ def finished_jobs(run: CommandRunner, job_ids: Iterable[int]) -> list[SlurmJob]:
                 exit_code=_colon_code(exit_code),
                 ended_at=_timestamp(end),
                 work_dir=work_dir,
+                started_at=_timestamp(start),
             )
         )
     return jobs

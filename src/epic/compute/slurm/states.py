@@ -29,7 +29,7 @@ class Meaning(NamedTuple):
 # Slurm 22.05's job states (squeue(1), "JOB STATE CODES").
 SLURM_STATES: dict[str, Meaning] = {
     # Waiting: for resources, priority, a dependency, or a hold.
-    "PENDING": Meaning(RunState.RUNNING),
+    "PENDING": Meaning(RunState.WAITING),
     # Allocated; nodes are booting or being configured.
     "CONFIGURING": Meaning(RunState.RUNNING),
     "RUNNING": Meaning(RunState.RUNNING),
@@ -44,11 +44,11 @@ SLURM_STATES: dict[str, Meaning] = {
     "STAGE_OUT": Meaning(RunState.RUNNING),
     # Back in the queue (requeued, held after a requeue or a special exit, or a deleted
     # reservation); an administrator decides what happens next.
-    "REQUEUED": Meaning(RunState.RUNNING),
-    "REQUEUE_HOLD": Meaning(RunState.RUNNING),
-    "REQUEUE_FED": Meaning(RunState.RUNNING),
-    "SPECIAL_EXIT": Meaning(RunState.RUNNING),
-    "RESV_DEL_HOLD": Meaning(RunState.RUNNING),
+    "REQUEUED": Meaning(RunState.WAITING),
+    "REQUEUE_HOLD": Meaning(RunState.WAITING),
+    "REQUEUE_FED": Meaning(RunState.WAITING),
+    "SPECIAL_EXIT": Meaning(RunState.WAITING),
+    "RESV_DEL_HOLD": Meaning(RunState.WAITING),
     # Ended on its own, with exit code 0 or not.
     "COMPLETED": Meaning(RunState.EXITED),
     "FAILED": Meaning(RunState.EXITED, 1),

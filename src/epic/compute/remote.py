@@ -1,0 +1,85 @@
+"""What a step running on a compute node that shares no disk with the server gets from it.
+
+Such a step reaches the server only through the step I/O endpoint (`epic.worker.stepio`).
+This module is the contract both sides of the server keep: the step's token, the installation
+id that tags its scheduler jobs, the bundle a backend prepares in the server-side step folder
+for the endpoint to serve, and the names of the files the endpoint writes there, which are the
+ones the worker already reads (stdout, stderr, exit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from django.conf import settings
+
+from epic.compute.base import StepLaunch
+from epic.compute.local import RUNNER_SOURCE, runner_spec, write_scripts
+
+# The folder of the server-side step folder that holds what the node downloads to run the step.
+BUNDLE_FOLDER = "bundle"
+# The pushed log streams and the server-side step folder files they are appended to.
+LOG_FILES = {"stdout": "stdout", "stderr": "stderr", "scheduler": "scheduler.out"}
+EXIT_FILE = "exit"
+# The scheduler's id of the job that runs the step, recorded at the node's first contact.
+SCHEDULER_JOB_FILE = "scheduler_job_id"
+# The case folder's name inside the node's own scratch folder.
+NODE_CASE = "case"
+# Keys of the runner spec that name files of the node's scratch folder (relative in the bundle).
+NODE_PATH_KEYS = (
+    "case_dir",
+    "stdout",
+    "stderr",
+    "exit_file",
+    "start_script",
+    "stop_script",
+    "environment_script",
+)
+
+
+def step_token(job_id: int, step_id: int) -> str:
+    """The bearer token of one step's I/O: an HMAC of its ids under the installation's key."""
+    message = f"epic-step-io:{job_id}:{step_id}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def installation_id() -> str:
+    """Eight hex characters that tell this installation's scheduler jobs from any other's."""
+    return installation_id_of(settings.SECRET_KEY)
+
+
+def installation_id_of(secret_key: str) -> str:
+    """The installation id that goes with a signing key."""
+    digest = hmac.new(secret_key.encode(), b"epic-installation", hashlib.sha256)
+    return digest.hexdigest()[:8]
+
+
+def write_bundle(launch: StepLaunch, launcher: list[str]) -> Path:
+    """Write the runner, its spec and the application's scripts for a node to download.
+
+    Every path in the spec is relative to the node's scratch folder, and HOME and PWD name the
+    node's case folder: the wrapper on the node makes them absolute. No server path goes in.
+    """
+    bundle = launch.step_dir / BUNDLE_FOLDER
+    bundle.mkdir(parents=True, exist_ok=True)
+    for stale in bundle.iterdir():
+        stale.unlink()
+
+    on_node = replace(launch, case_dir=Path(NODE_CASE), step_dir=Path("."))
+    spec = runner_spec(on_node, launcher, reap_own_uid=False)
+    (bundle / "spec.json").write_text(json.dumps(spec))
+    (bundle / "runner.py").write_text(RUNNER_SOURCE)
+    write_scripts(replace(launch, step_dir=bundle))
+    return bundle
+
+
+def recorded_scheduler_job(step_dir: Path) -> int | None:
+    """The scheduler job id a node reported for the step at its first contact, if any."""
+    try:
+        return int((step_dir / SCHEDULER_JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return None
