@@ -61,3 +61,32 @@ def test_list_query_counts_do_not_grow_with_rows(upload, catalog):
 
     assert many == few
     assert max(few.values()) <= 16
+
+
+def array_of(jobs: int) -> dict:
+    """A job array of `jobs` script jobs that all read epic://case/."""
+    spec = script_spec("case")
+    spec["jobs"] = [{**spec["jobs"][0], "name": f"case {number}"} for number in range(jobs)]
+    return spec
+
+
+def submission_queries(client, jobs: int) -> int:
+    """How many queries submitting an array of `jobs` jobs in one request makes."""
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post("/api/v2/job/", array_of(jobs), format="json")
+    assert response.status_code == 201, response.json()
+    assert len(response.json()) == jobs
+    return len(captured)
+
+
+def test_array_submission_query_count_does_not_grow_with_jobs(alice, upload):
+    upload(alice.user, "case/run.sh", "true\n")
+    # The first submission also creates the pricing policy and the team's billing settings.
+    submission_queries(alice, 1)
+    few = submission_queries(alice, 5)
+
+    many = submission_queries(alice, 50)
+
+    # SQLite takes at most 999 parameters a query, so its INSERTs come in batches of some 30.
+    assert many - few <= (50 - 5) // 10
+    assert few <= 25

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cached_property
 
 from django.db.models import Sum
 from django.utils import timezone
@@ -18,19 +19,44 @@ from epic.software.base import TaskSpec
 logger = logging.getLogger(__name__)
 
 
+class TeamPricing:
+    """The pricing policy and a team's billing settings, each read once when first needed.
+
+    One lives for one request at most, to price many jobs alike: prices can change between
+    requests.
+    """
+
+    def __init__(self, team) -> None:
+        self.team = team
+
+    @cached_property
+    def policy(self) -> PricingPolicy:
+        """The policy in force."""
+        return PricingPolicy.current()
+
+    @cached_property
+    def billing(self) -> TeamBilling:
+        """The team's billing settings."""
+        return TeamBilling.of(self.team)
+
+    def rates(self, queue: Queue, version, currency: str | None = None) -> Rates:
+        """The rates the team pays on a queue, in a display currency (the base one by default)."""
+        policy = self.policy
+        currency = currency or policy.base_currency
+        return Rates(
+            queue=queue,
+            version=version,
+            discount_rate=self.billing.discount_rate,
+            service_charge_rate=policy.service_charge_rate,
+            tax_rate=policy.tax_rate,
+            exchange_rate=policy.rate(currency) / policy.rate(policy.base_currency),
+            currency=currency,
+        )
+
+
 def rates_for(queue: Queue, version, team, currency: str | None = None) -> Rates:
     """The rates a team pays on a queue, in a display currency (the base one by default)."""
-    policy = PricingPolicy.current()
-    currency = currency or policy.base_currency
-    return Rates(
-        queue=queue,
-        version=version,
-        discount_rate=TeamBilling.of(team).discount_rate,
-        service_charge_rate=policy.service_charge_rate,
-        tax_rate=policy.tax_rate,
-        exchange_rate=policy.rate(currency) / policy.rate(policy.base_currency),
-        currency=currency,
-    )
+    return TeamPricing(team).rates(queue, version, currency)
 
 
 def quote_tasks(rates: Rates, tasks: list[TaskSpec]) -> list[TaskPrice] | str:
@@ -143,9 +169,12 @@ def _over(cost: Decimal, committed: Decimal, limit: Decimal, which: str) -> str:
     )
 
 
-def needs_authorisation(team, cost: Decimal) -> bool:
-    """Whether a job of this cost must wait for a team admin's decision."""
-    billing = TeamBilling.of(team)
+def needs_authorisation(team, cost: Decimal, billing: TeamBilling | None = None) -> bool:
+    """Whether a job of this cost must wait for a team admin's decision.
+
+    Pass `billing` (the team's, read in the same transaction) when deciding for many jobs.
+    """
+    billing = TeamBilling.of(team) if billing is None else billing
     if not billing.jobauth_enabled:
         return False
     return billing.jobauth_all_jobs or cost > billing.jobauth_cost_threshold

@@ -12,26 +12,29 @@ from rest_framework import serializers
 
 from epic.api.exceptions import Conflict
 from epic.billing.ledger import planned_maximum
-from epic.billing.models import PricingPolicy, TeamBilling
+from epic.billing.models import TeamBilling
 from epic.billing.pricing import CURRENCY_SYMBOLS
 from epic.billing.services import (
+    TeamPricing,
     check_budgets,
     needs_authorisation,
     quote_on_queues,
     quote_tasks,
-    rates_for,
 )
 from epic.catalog.models import ApplicationVersion, Queue
 from epic.data.paths import user_prefix
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobArray, JobStep
-from epic.jobs.states import AuthState, JobState, StepState
+from epic.jobs.states import ACTIVE_STEP_STATES, AuthState, JobState, StepState
 from epic.projects.models import Project
 from epic.software.base import StepPlan, TaskSpec
 from epic.software.registry import get_driver
 from epic.worker.wakeup import wake_worker
 
 logger = logging.getLogger(__name__)
+
+# Rows of one bulk INSERT at most, so that none nears PostgreSQL's 65,535 query parameters.
+ROWS_PER_INSERT = 500
 
 
 def find_version(app_code: str) -> ApplicationVersion:
@@ -105,19 +108,59 @@ def check_fits(plans: list[StepPlan], queue: Queue) -> None:
             )
 
 
-def prepare_binding(binding: dict, membership) -> dict:
-    """Resolve one job of a submission against the catalog; raise errors keyed by field."""
+class SubmissionLookups:
+    """What the jobs of one submission share, looked up once per distinct key.
+
+    One lives for one request only, since the catalog and prices can change between requests.
+    A lookup that fails is not kept: it fails again, the same way, for the next job that asks.
+    """
+
+    def __init__(self, membership) -> None:
+        self.membership = membership
+        self.pricing = TeamPricing(membership.team)
+        self._found: dict[tuple, object] = {}
+
+    def _once(self, look_up, *arguments):
+        """What look_up(*arguments) answers, asked on the first call with these arguments."""
+        key = (look_up, *arguments)
+        if key not in self._found:
+            self._found[key] = look_up(*arguments)
+        return self._found[key]
+
+    def version(self, app_code: str) -> ApplicationVersion:
+        """find_version, once per application code."""
+        return self._once(find_version, app_code)
+
+    def queue(self, queue_code: str, version: ApplicationVersion) -> Queue:
+        """find_queue, once per queue code and version."""
+        return self._once(find_queue, queue_code, version)
+
+    def project(self, project_id: int | None) -> Project | None:
+        """find_project, once per project id."""
+        return self._once(find_project, project_id, self.membership)
+
+    def check_input(self, folder: str) -> None:
+        """check_input_exists, once per input folder."""
+        self._once(check_input_exists, folder, self.membership.user)
+
+
+def prepare_binding(binding: dict, membership, lookups: SubmissionLookups | None = None) -> dict:
+    """Resolve one job of a submission against the catalog; raise errors keyed by field.
+
+    Pass the same `lookups` for every job of one request, to look up what they share once.
+    """
+    lookups = lookups or SubmissionLookups(membership)
     spec = binding["spec"]
     try:
-        version = find_version(spec["app_code"])
+        version = lookups.version(spec["app_code"])
     except serializers.ValidationError as error:
         raise serializers.ValidationError({"spec": error.detail}) from error
     try:
-        queue = find_queue(binding["cluster"]["queue_code"], version)
+        queue = lookups.queue(binding["cluster"]["queue_code"], version)
     except serializers.ValidationError as error:
         raise serializers.ValidationError({"cluster": error.detail}) from error
 
-    check_input_exists(binding["input_data"]["path"], membership.user)
+    lookups.check_input(binding["input_data"]["path"])
     driver = get_driver(version.driver)
     tasks = task_specs(spec["tasks"])
     try:
@@ -128,15 +171,15 @@ def prepare_binding(binding: dict, membership) -> dict:
     plans = driver.plan_steps(options, tasks)
     try:
         check_fits(plans, queue)
-        project = find_project(spec.get("project"), membership)
+        project = lookups.project(spec.get("project"))
     except serializers.ValidationError as error:
         raise serializers.ValidationError({"spec": error.detail}) from error
 
     # The job costs at most what its tasks are quoted at, so that a quote and its job agree.
-    refusal = quote_tasks(rates_for(queue, version, membership.team), tasks)
+    refusal = quote_tasks(lookups.pricing.rates(queue, version), tasks)
     if isinstance(refusal, str):
         raise serializers.ValidationError({"spec": {"tasks": [refusal]}})
-    cost, costs = maximum_costs(queue, version, membership.team, tasks, plans)
+    cost, costs = maximum_costs(queue, version, membership.team, tasks, plans, lookups.pricing)
     return {
         **binding,
         "version": version,
@@ -152,7 +195,7 @@ def prepare_binding(binding: dict, membership) -> dict:
 @transaction.atomic
 def submit(array_spec: dict, prepared: list[dict], membership) -> list[Job]:
     """Create the array, its jobs and their steps in one transaction, then wake the worker."""
-    lock_team_budget(membership.team)
+    billing = lock_team_budget(membership.team)
     check_array_budgets(membership.team, prepared)
     common = array_spec.get("common_data") or {}
     array = JobArray.objects.create(
@@ -161,29 +204,32 @@ def submit(array_spec: dict, prepared: list[dict], membership) -> list[Job]:
         submitted_by=membership.user,
         common_path=common.get("path", ""),
     )
-    jobs = [_create_job(array, binding, array_spec["config"], membership) for binding in prepared]
+    jobs = _create_jobs(array, prepared, array_spec["config"], membership, billing)
     transaction.on_commit(wake_worker)
     logger.info("Array %s: %d jobs submitted by %s", array.pk, len(jobs), membership.user)
     return jobs
 
 
-def maximum_costs(queue, version, team, tasks, plans) -> tuple[Decimal, dict[str, str]]:
+def maximum_costs(
+    queue, version, team, tasks, plans, pricing: TeamPricing | None = None
+) -> tuple[Decimal, dict[str, str]]:
     """The most a job's planned steps can be charged: in the base currency, and as shown in
     each display currency (items converted and rounded, then added, as a quote shows them).
 
     Steps are priced as the ledger will charge them, so a job never costs more than this,
-    whatever steps its options plan beyond its tasks.
+    whatever steps its options plan beyond its tasks. Pass `pricing` to price many jobs alike.
     """
+    pricing = pricing or TeamPricing(team)
     task_rows = [asdict(task) for task in tasks]
     costs = {}
     for currency in CURRENCY_SYMBOLS:
-        rates = rates_for(queue, version, team, currency)
+        rates = pricing.rates(queue, version, currency)
         prices = [
             planned_maximum(rates, task_rows, plan.name, _cores(plan), plan.max_runtime_hours)
             for plan in plans
         ]
         costs[currency] = str(sum((price.total for price in prices), Decimal(0)))
-    return Decimal(costs[PricingPolicy.current().base_currency]), costs
+    return Decimal(costs[pricing.policy.base_currency]), costs
 
 
 def _cores(plan: StepPlan) -> int:
@@ -191,14 +237,15 @@ def _cores(plan: StepPlan) -> int:
     return plan.num_tasks * plan.threads_per_task
 
 
-def lock_team_budget(team) -> None:
-    """Serialise submissions of one team, so that concurrent ones cannot overrun a budget.
+def lock_team_budget(team) -> TeamBilling:
+    """Serialise submissions of one team, so that concurrent ones cannot overrun a budget;
+    return the team's billing settings as read under the lock.
 
     On PostgreSQL this locks the team's billing row; SQLite's IMMEDIATE transactions already
     let one writer in at a time.
     """
     TeamBilling.of(team)
-    list(TeamBilling.objects.select_for_update().filter(team=team))
+    return TeamBilling.objects.select_for_update().get(team=team)
 
 
 def check_array_budgets(team, prepared: list[dict]) -> None:
@@ -213,10 +260,27 @@ def check_array_budgets(team, prepared: list[dict]) -> None:
         check_budgets(team, project, cost)
 
 
-def _create_job(array: JobArray, binding: dict, config: dict, membership) -> Job:
-    """Create one job and its steps from a prepared binding."""
-    requires_auth = needs_authorisation(membership.team, binding["cost"])
-    job = Job.objects.create(
+def _create_jobs(
+    array: JobArray, prepared: list[dict], config: dict, membership, billing: TeamBilling
+) -> list[Job]:
+    """Create the jobs of prepared bindings and their steps, in as few INSERTs as can be."""
+    jobs = Job.objects.bulk_create(
+        [_job(array, binding, config, membership, billing) for binding in prepared],
+        batch_size=ROWS_PER_INSERT,
+    )
+    steps = [
+        _step(job, index, plan)
+        for job, binding in zip(jobs, prepared, strict=True)
+        for index, plan in enumerate(binding["plans"])
+    ]
+    JobStep.objects.bulk_create(steps, batch_size=ROWS_PER_INSERT)
+    return jobs
+
+
+def _job(array: JobArray, binding: dict, config: dict, membership, billing: TeamBilling) -> Job:
+    """The unsaved job of a prepared binding."""
+    requires_auth = needs_authorisation(membership.team, binding["cost"], billing)
+    return Job(
         requires_auth=requires_auth,
         auth_state=AuthState.PENDING if requires_auth else "",
         tasks=[asdict(task) for task in task_specs(binding["spec"]["tasks"])],
@@ -233,10 +297,6 @@ def _create_job(array: JobArray, binding: dict, config: dict, membership) -> Job
         quoted_cost=binding["cost"],
         quoted_costs=binding["costs"],
     )
-    JobStep.objects.bulk_create(
-        _step(job, index, plan) for index, plan in enumerate(binding["plans"])
-    )
-    return job
 
 
 def _step(job: Job, index: int, plan: StepPlan) -> JobStep:
@@ -325,7 +385,7 @@ def update_pending(job: Job, app_options: dict | None, config: dict | None) -> J
 
 def cancel_step(step: JobStep) -> None:
     """Cancel one step: a running one is stopped, a waiting one will not run."""
-    if step.state == StepState.RUNNING:
+    if step.state in ACTIVE_STEP_STATES:
         JobStep.objects.filter(pk=step.pk, stop_requested="").update(
             stop_requested="cancel", stop_requested_at=timezone.now()
         )

@@ -35,6 +35,7 @@ from epic.jobs.serializers import (
     LogRefreshSerializer,
 )
 from epic.jobs.services import (
+    SubmissionLookups,
     cancel_step,
     prepare_binding,
     quote,
@@ -106,9 +107,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         spec.is_valid(raise_exception=True)
 
         prepared, errors = [], {}
+        lookups = SubmissionLookups(membership)
         for index, binding in enumerate(spec.validated_data["jobs"]):
             try:
-                prepared.append(prepare_binding(binding, membership))
+                prepared.append(prepare_binding(binding, membership, lookups))
             except serializers.ValidationError as error:
                 errors[index] = error.detail
         if errors:
