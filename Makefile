@@ -42,6 +42,9 @@ format: install
 benchmarks: install
 	$(VENV)/bin/python benchmarks/submit_latency.py
 	$(VENV)/bin/python benchmarks/s3_throughput.py
+	@if sinfo >/dev/null 2>&1; then \
+	  $(VENV)/bin/python benchmarks/slurm_array.py && $(VENV)/bin/python benchmarks/slurm_calls.py; \
+	else echo "No Slurm cluster answers sinfo: the Slurm benchmarks are skipped"; fi
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
