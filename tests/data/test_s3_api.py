@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.client
 import io
 import os
 import socket
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -298,6 +300,99 @@ def test_complete_multipart_upload_with_wrong_etag_is_invalid_part(s3) -> None:
         )
 
     assert error_of(excinfo) == (400, "InvalidPart")
+
+
+def upload_part(s3, upload_id: str, number: int, data: bytes, key: str = "user-3/big") -> str:
+    """Upload one part through boto3 and return its quoted ETag."""
+    response = s3.upload_part(
+        Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+    )
+    return response["ETag"]
+
+
+def complete(s3, upload_id: str, etags: dict[int, str], key: str = "user-3/big") -> dict:
+    """Complete an upload from the parts given by number."""
+    parts = [{"PartNumber": number, "ETag": etag} for number, etag in sorted(etags.items())]
+    return s3.complete_multipart_upload(
+        Bucket=BUCKET, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+    )
+
+
+def multipart_etag(part_etags: list[str]) -> str:
+    """Return S3's quoted ETag of an object completed from parts with these quoted ETags."""
+    digests = b"".join(bytes.fromhex(etag.strip('"')) for etag in part_etags)
+    return f'"{md5_hex(digests)}-{len(part_etags)}"'
+
+
+def test_upload_file_with_default_transfer_config_keeps_bytes_and_etag(
+    s3, store: LocalObjectStore, tmp_path: Path
+) -> None:
+    chunks = [os.urandom(8 * MIB), os.urandom(8 * MIB), os.urandom(123)]
+    source = tmp_path / "case.bin"
+    source.write_bytes(b"".join(chunks))
+
+    s3.upload_file(str(source), BUCKET, "user-3/case.bin")
+
+    got = s3.get_object(Bucket=BUCKET, Key="user-3/case.bin")
+    assert got["Body"].read() == source.read_bytes()
+    # botocore signs each part's SHA-256, whose first half becomes that part's ETag.
+    part_etags = [hashlib.sha256(chunk).hexdigest()[:32] for chunk in chunks]
+    assert got["ETag"] == multipart_etag(part_etags)
+    assert list((store.root / "uploads").iterdir()) == []
+    assert list((store.root / ".tmp").iterdir()) == []
+
+
+def test_parts_uploaded_by_threads_in_reverse_order_complete_to_the_bytes(s3) -> None:
+    parts = {number: os.urandom(MIB) for number in range(1, 7)} | {7: os.urandom(10)}
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="user-3/big")["UploadId"]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        numbers = [*range(6, 0, -1), 7]
+        etags = pool.map(lambda number: upload_part(s3, upload_id, number, parts[number]), numbers)
+        etags = dict(zip(numbers, etags, strict=True))
+    completed = complete(s3, upload_id, etags)
+
+    got = s3.get_object(Bucket=BUCKET, Key="user-3/big")
+    assert got["Body"].read() == b"".join(parts[number] for number in range(1, 8))
+    assert completed["ETag"] == got["ETag"] == multipart_etag([etags[n] for n in range(1, 8)])
+
+
+@pytest.mark.parametrize("new_size", [MIB, MIB + 5, 5])
+def test_part_uploaded_again_gives_the_new_bytes(s3, new_size: int) -> None:
+    first, second, again = os.urandom(MIB), os.urandom(MIB), os.urandom(new_size)
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="user-3/big")["UploadId"]
+    etags = {1: upload_part(s3, upload_id, 1, first), 2: upload_part(s3, upload_id, 2, second)}
+    etags[1] = upload_part(s3, upload_id, 1, again)
+
+    complete(s3, upload_id, etags)
+
+    assert s3.get_object(Bucket=BUCKET, Key="user-3/big")["Body"].read() == again + second
+
+
+def test_complete_multipart_upload_of_some_parts_keeps_only_those(s3, store) -> None:
+    parts = {number: os.urandom(MIB) for number in (1, 2, 3)}
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="user-3/big")["UploadId"]
+    etags = {number: upload_part(s3, upload_id, number, data) for number, data in parts.items()}
+
+    complete(s3, upload_id, {1: etags[1], 3: etags[3]})
+
+    assert s3.get_object(Bucket=BUCKET, Key="user-3/big")["Body"].read() == parts[1] + parts[3]
+    assert list((store.root / "uploads").iterdir()) == []
+
+
+def test_abort_after_parts_written_in_place_leaves_nothing(s3, store: LocalObjectStore) -> None:
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="user-3/big")["UploadId"]
+    upload_part(s3, upload_id, 1, os.urandom(MIB))
+    upload_part(s3, upload_id, 2, os.urandom(MIB))
+
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="user-3/big", UploadId=upload_id)
+
+    with pytest.raises(ClientError) as excinfo:
+        upload_part(s3, upload_id, 3, b"late")
+    assert error_of(excinfo) == (404, "NoSuchUpload")
+    assert list((store.root / "uploads").iterdir()) == []
+    assert list((store.root / ".tmp").iterdir()) == []
+    assert keys_in(store) == []
 
 
 def test_delete_objects_deletes_own_keys_and_refuses_others_per_key(
@@ -628,9 +723,9 @@ def test_upload_part_with_malformed_part_number_is_invalid_argument(
 
     assert response.status == 400
     assert b"<Code>InvalidArgument</Code>" in response.body
-    assert [path.name for path in (store.root / "uploads" / upload_id).iterdir()] == [
-        "upload.json"
-    ]
+    folder = store.root / "uploads" / upload_id
+    assert sorted(path.name for path in folder.iterdir()) == ["data", "upload.json"]
+    assert (folder / "data").stat().st_size == 0
 
 
 @pytest.mark.parametrize(

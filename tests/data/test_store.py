@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -344,3 +346,248 @@ def test_unknown_or_malformed_upload_ids_are_no_such_upload(
 ) -> None:
     with pytest.raises(NoSuchUpload):
         store.upload_key(upload_id)
+
+
+# Multipart parts written in place, into one data file per upload
+
+
+def upload_parts(store: LocalObjectStore, upload_id: str, parts: dict[int, bytes]) -> dict:
+    """Upload parts in the dict's order, with their lengths known; return ETags by number."""
+    return {
+        number: store.put_part(upload_id, number, io.BytesIO(data), length=len(data))
+        for number, data in parts.items()
+    }
+
+
+def multipart_etag(part_etags: list[str]) -> str:
+    """Return S3's ETag of an object completed from parts with these ETags."""
+    return md5_hex(b"".join(bytes.fromhex(etag) for etag in part_etags)) + f"-{len(part_etags)}"
+
+
+def data_file(store: LocalObjectStore, upload_id: str) -> Path:
+    """Return the file an upload writes its parts into."""
+    return store.root / "uploads" / upload_id / "data"
+
+
+def assert_upload_gone(store: LocalObjectStore) -> None:
+    """Check that no upload state and no staging file is left."""
+    assert list((store.root / "uploads").iterdir()) == []
+    assert staging_files(store) == []
+
+
+def complete_outcome(store: LocalObjectStore, upload_id: str, parts: list) -> str:
+    """Try to complete an upload; say whether it completed, was invalid or was gone."""
+    try:
+        store.complete_multipart(upload_id, parts)
+    except NoSuchUpload:
+        return "gone"
+    except InvalidPart:
+        return "invalid"
+    return "completed"
+
+
+class SlowStream(io.RawIOBase):
+    """A stream that hands out its bytes 64 KiB at a time, pausing, like a slow client."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+
+    def read(self, size: int = -1) -> bytes:
+        time.sleep(0.001)
+        chunk, self.data = self.data[: 64 * 1024], self.data[64 * 1024 :]
+        return bytes(chunk)
+
+
+def test_multipart_of_equal_parts_becomes_the_object_without_a_copy(
+    store: LocalObjectStore,
+) -> None:
+    parts = {1: os.urandom(MIB), 2: os.urandom(MIB), 3: os.urandom(1000)}
+    upload_id = store.create_multipart("user-3/big.bin", {"kind": "mesh"})
+    etags = upload_parts(store, upload_id, parts)
+    inode = data_file(store, upload_id).stat().st_ino
+
+    info = store.complete_multipart(upload_id, sorted(etags.items()))
+
+    assert store.path("user-3/big.bin").read_bytes() == parts[1] + parts[2] + parts[3]
+    assert store.path("user-3/big.bin").stat().st_ino == inode
+    assert info.etag == multipart_etag([etags[1], etags[2], etags[3]])
+    assert info.size == 2 * MIB + 1000
+    assert info.metadata == {"kind": "mesh"}
+    assert_upload_gone(store)
+
+
+def test_multipart_parts_arriving_out_of_order_land_in_their_slots(
+    store: LocalObjectStore,
+) -> None:
+    parts = {2: os.urandom(MIB), 4: os.urandom(77), 1: os.urandom(MIB), 3: os.urandom(MIB)}
+    upload_id = store.create_multipart("k")
+    etags = upload_parts(store, upload_id, parts)
+    inode = data_file(store, upload_id).stat().st_ino
+
+    store.complete_multipart(upload_id, sorted(etags.items()))
+
+    assert store.path("k").read_bytes() == b"".join(parts[number] for number in (1, 2, 3, 4))
+    assert store.path("k").stat().st_ino == inode
+
+
+def test_multipart_part_uploaded_again_with_same_size_replaces_its_slot(
+    store: LocalObjectStore,
+) -> None:
+    first, second, again = os.urandom(MIB), os.urandom(MIB), os.urandom(MIB)
+    upload_id = store.create_multipart("k")
+    etags = upload_parts(store, upload_id, {1: first, 2: second})
+    new_etag = upload_parts(store, upload_id, {1: again})[1]
+
+    with pytest.raises(InvalidPart):
+        store.complete_multipart(upload_id, [(1, etags[1]), (2, etags[2])])
+    info = store.complete_multipart(upload_id, [(1, new_etag), (2, etags[2])])
+
+    assert store.path("k").read_bytes() == again + second
+    assert info.etag == multipart_etag([new_etag, etags[2]])
+
+
+@pytest.mark.parametrize("new_size", [2 * MIB, 1000])
+def test_multipart_part_uploaded_again_with_other_size_gives_the_new_bytes(
+    store: LocalObjectStore, new_size: int
+) -> None:
+    first, second, again = os.urandom(MIB), os.urandom(MIB), os.urandom(new_size)
+    upload_id = store.create_multipart("k")
+    etags = upload_parts(store, upload_id, {1: first, 2: second})
+    new_etag = upload_parts(store, upload_id, {1: again})[1]
+
+    info = store.complete_multipart(upload_id, [(1, new_etag), (2, etags[2])])
+
+    assert store.path("k").read_bytes() == again + second
+    assert info.etag == multipart_etag([new_etag, etags[2]])
+    assert_upload_gone(store)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {1: 1000, 2: MIB, 3: 10},
+        {1: MIB, 2: 1000, 3: MIB},
+        {3: 1000, 1: MIB, 2: MIB},
+        {1: MIB, 2: 0, 3: 10},
+    ],
+)
+def test_multipart_parts_of_irregular_sizes_are_joined_in_order(
+    store: LocalObjectStore, sizes: dict[int, int]
+) -> None:
+    parts = {number: os.urandom(size) for number, size in sizes.items()}
+    upload_id = store.create_multipart("k")
+    etags = upload_parts(store, upload_id, parts)
+
+    info = store.complete_multipart(upload_id, sorted(etags.items()))
+
+    assert store.path("k").read_bytes() == b"".join(parts[number] for number in (1, 2, 3))
+    assert info.etag == multipart_etag([etags[1], etags[2], etags[3]])
+    assert_upload_gone(store)
+
+
+@pytest.mark.parametrize("listed", [(1, 3), (1, 2), (2, 4), (4,)])
+def test_multipart_completing_some_parts_joins_only_those(
+    store: LocalObjectStore, listed: tuple[int, ...]
+) -> None:
+    parts = {number: os.urandom(MIB) for number in (1, 2, 3)} | {4: os.urandom(99)}
+    upload_id = store.create_multipart("k")
+    etags = upload_parts(store, upload_id, parts)
+
+    info = store.complete_multipart(upload_id, [(number, etags[number]) for number in listed])
+
+    assert store.path("k").read_bytes() == b"".join(parts[number] for number in listed)
+    assert info.etag == multipart_etag([etags[number] for number in listed])
+    assert_upload_gone(store)
+
+
+def test_abort_multipart_after_parts_in_place_leaves_nothing(store: LocalObjectStore) -> None:
+    upload_id = store.create_multipart("k")
+    upload_parts(store, upload_id, {1: os.urandom(MIB), 2: os.urandom(2 * MIB)})
+
+    store.abort_multipart(upload_id)
+
+    assert_upload_gone(store)
+    assert store.head("k") is None
+    with pytest.raises(NoSuchUpload):
+        upload_parts(store, upload_id, {3: b"late"})
+    with pytest.raises(NoSuchUpload):
+        store.abort_multipart(upload_id)
+
+
+def test_multipart_parts_uploaded_by_concurrent_threads_make_the_object(
+    store: LocalObjectStore,
+) -> None:
+    parts = {number: os.urandom(256 * 1024) for number in range(1, 16)} | {16: os.urandom(5)}
+    upload_id = store.create_multipart("k")
+
+    def upload(number: int) -> tuple[int, str]:
+        stream = SlowStream(parts[number])
+        return number, store.put_part(upload_id, number, stream, length=len(parts[number]))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        etags = dict(pool.map(upload, [*range(15, 0, -1), 16]))
+    store.complete_multipart(upload_id, sorted(etags.items()))
+
+    assert store.path("k").read_bytes() == b"".join(parts[number] for number in range(1, 17))
+
+
+def test_multipart_racing_uploads_of_one_part_leave_one_whole_version(
+    store: LocalObjectStore,
+) -> None:
+    versions = [os.urandom(MIB) for _ in range(4)]
+    upload_id = store.create_multipart("k")
+    tail_etag = upload_parts(store, upload_id, {1: versions[0], 2: b"tail"})[2]
+
+    def upload(data: bytes) -> str:
+        return store.put_part(upload_id, 1, SlowStream(data), length=len(data))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        etags = list(pool.map(upload, versions))
+    outcomes = [complete_outcome(store, upload_id, [(1, etag), (2, tail_etag)]) for etag in etags]
+
+    # Only the version written last can complete; once it has, the upload is gone.
+    winner = outcomes.index("completed")
+    assert outcomes == ["invalid"] * winner + ["completed"] + ["gone"] * (3 - winner)
+    assert store.path("k").read_bytes() == versions[winner] + b"tail"
+
+
+def test_multipart_retried_after_a_broken_part_upload_completes(
+    store: LocalObjectStore,
+) -> None:
+    first, second = os.urandom(MIB), os.urandom(MIB)
+    upload_id = store.create_multipart("k")
+    etags = upload_parts(store, upload_id, {1: first})
+    with pytest.raises(ConnectionResetError):
+        store.put_part(upload_id, 2, BrokenStream(MIB // 2), length=MIB)
+    with pytest.raises(DigestMismatch):
+        store.put_part(upload_id, 2, io.BytesIO(second), "0" * 64, length=MIB)
+
+    etags |= upload_parts(store, upload_id, {2: second})
+    store.complete_multipart(upload_id, sorted(etags.items()))
+
+    assert store.path("k").read_bytes() == first + second
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_multipart_slot_written_before_a_reboot_is_read_back_at_completion(
+    store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch, lost: bool
+) -> None:
+    first, second = os.urandom(MIB), os.urandom(MIB)
+    upload_id = store.create_multipart("k")
+    etags = upload_parts(store, upload_id, {1: first, 2: second})
+    if lost:
+        # What a crash before the data reached the disk leaves: the record, but zeros.
+        with data_file(store, upload_id).open("r+b") as data:
+            data.seek(MIB)
+            data.write(bytes(MIB))
+
+    monkeypatch.setattr(store_module, "_read_boot_id", lambda: "the next boot")
+    rebooted = LocalObjectStore(store.root)
+
+    if lost:
+        with pytest.raises(InvalidPart):
+            rebooted.complete_multipart(upload_id, sorted(etags.items()))
+        assert rebooted.head("k") is None
+    else:
+        rebooted.complete_multipart(upload_id, sorted(etags.items()))
+        assert rebooted.path("k").read_bytes() == first + second

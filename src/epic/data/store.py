@@ -6,7 +6,15 @@ Layout under the store's root folder:
   a folder marker (a key ending in "/") is the folder itself.
 - `meta/<hh>/<sha256 of key>.json`: a sidecar per object with its ETag, user metadata and the
   size and modification time it describes; a folder marker has a sidecar and no file.
-- `uploads/<upload id>/`: the state of a multipart upload and its parts.
+- `uploads/<upload id>/`: the state of a multipart upload: `upload.json` (key and metadata);
+  `data`, one sparse file into which parts of equal size are written in place, each at
+  (part number - 1) x the size of the first part to arrive (recorded in `stride`), with a
+  `<part number>.slot` record per part written there; and `<part number>.<ETag>` files for the
+  parts that do not fit a slot. When the completed parts fill `data` end to end, it becomes
+  the object as it is, without a copy. Parts are not fsynced one by one: `data` is fsynced
+  once at completion, after any slot recorded before the machine's last reboot has been read
+  back and re-hashed, so a part lost in a crash fails the completion as InvalidPart and never
+  makes a corrupt object.
 - `.tmp/`: files being written; they are renamed into place only once complete.
 - `.lock`: serialises commits (exclusive flock) against readers (shared flock), across threads
   and processes.
@@ -43,6 +51,11 @@ MAX_PART_NUMBER = 10000
 EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 _PART_ETAG = re.compile(r"[0-9a-f]{32}")
+_DATA_FILE = "data"
+_STRIDE_FILE = "stride"
+# S3's largest object; a part whose slot would end further out gets a file of its own.
+MAX_SLOTTED_BYTES = 5 * 1024**4
+_BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
 
 # The exception names follow S3's error codes (InvalidKey, NoSuchUpload, ...) rather than
@@ -135,6 +148,29 @@ class _Received:
     md5: bytes
 
 
+@dataclass(frozen=True)
+class _PartSource:
+    """Where a completed part's bytes are: a range of the upload's data file, or a file."""
+
+    path: Path | None
+    offset: int
+    length: int
+
+
+class _SlotWriter:
+    """A writable target that puts a part's bytes into its slot of the upload's data file."""
+
+    def __init__(self, handle: int, offset: int) -> None:
+        self.offset = offset
+        self._handle = handle
+        self._position = offset
+
+    def write(self, data: bytes) -> None:
+        """Write all of `data` at the slot's current position and move past it."""
+        _pwrite_all(self._handle, data, self._position)
+        self._position += len(data)
+
+
 class LocalObjectStore:
     """A bucket-less object store on a local (or shared) filesystem."""
 
@@ -145,6 +181,7 @@ class LocalObjectStore:
         self._uploads = self.root / "uploads"
         self._staging = self.root / ".tmp"
         self._lock_path = self.root / ".lock"
+        self._boot_id = _read_boot_id()
         for folder in (self._objects, self._meta, self._uploads, self._staging):
             folder.mkdir(parents=True, exist_ok=True)
 
@@ -273,6 +310,7 @@ class LocalObjectStore:
         upload_id = secrets.token_hex(16)
         folder = self._uploads / upload_id
         folder.mkdir()
+        os.close(os.open(folder / _DATA_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         record = {"key": key, "metadata": metadata or {}}
         self._write_json(folder / "upload.json", record)
         logger.debug("created multipart upload %s for %s", upload_id, key)
@@ -293,49 +331,50 @@ class LocalObjectStore:
         """Store one part of a multipart upload and return its ETag (32 hex digits, no quotes).
 
         A part whose SHA-256 was announced (and is verified) takes the first half of that
-        digest as its ETag instead of an MD5, sparing a third pass over every byte.
+        digest as its ETag instead of an MD5, sparing a third pass over every byte. A part of
+        known length that fits its slot is written in place into the upload's data file.
         """
         if not 1 <= part_number <= MAX_PART_NUMBER:
             raise InvalidPart(f"part numbers run from 1 to {MAX_PART_NUMBER}")
         folder = self._upload_folder(upload_id)
         self._read_upload(upload_id)
 
-        received = self._receive(stream, expected_sha256, length, etag_from_sha256=True)
-        etag = received.md5.hex()
-        try:
-            # Each part version keeps its own file, so a retried part never clobbers a
-            # completion that is reading the version it was told about.
-            os.replace(received.path, folder / f"{part_number:05d}.{etag}")
-        except FileNotFoundError as error:
-            raise NoSuchUpload(upload_id) from error
-        finally:
-            received.path.unlink(missing_ok=True)
-        return etag
+        # Held shared until the part is stored, so no completion or abort runs meanwhile.
+        with self._upload_data(folder, exclusive=False) as data:
+            offset = self._slot_offset(folder, part_number, length)
+            if offset is None:
+                return self._put_part_file(folder, part_number, stream, expected_sha256, length)
+            slot = _SlotWriter(data, offset)
+            return self._write_slot(folder, part_number, slot, stream, expected_sha256, length)
 
     def complete_multipart(self, upload_id: str, parts: list[tuple[int, str]]) -> ObjectInfo:
         """Join the listed parts, in order, into the upload's object and forget the upload."""
         upload = self._read_upload(upload_id)
         parts = _clean_parts(parts)
-        joined = self._join_parts(self._part_paths(upload_id, parts))
+        _check_part_list(parts)
+        folder = self._upload_folder(upload_id)
 
         # S3's multipart ETag: the MD5 of the parts' binary MD5s, then the number of parts.
         digests = b"".join(bytes.fromhex(etag) for _, etag in parts)
         etag = hashlib.md5(digests, usedforsecurity=False).hexdigest() + f"-{len(parts)}"
-        try:
-            info = self._commit(upload["key"], joined, etag, upload["metadata"])
-        finally:
-            joined.unlink(missing_ok=True)
 
-        shutil.rmtree(self._upload_folder(upload_id), ignore_errors=True)
+        # Part writers hold the data file shared, so none is midway while the parts are read.
+        with self._upload_data(folder, exclusive=True) as data:
+            sources = self._part_sources(folder, data, parts)
+            if _fills_data_file(data, sources):
+                info = self._commit_data_file(folder, data, upload, etag)
+            else:
+                info = self._commit_joined(data, sources, upload, etag)
+            shutil.rmtree(folder, ignore_errors=True)
         logger.debug("completed multipart upload %s with %d parts", upload_id, len(parts))
         return info
 
     def abort_multipart(self, upload_id: str) -> None:
         """Discard a multipart upload and its parts."""
         folder = self._upload_folder(upload_id)
-        if not folder.is_dir():
-            raise NoSuchUpload(upload_id)
-        shutil.rmtree(folder, ignore_errors=True)
+        # Waiting for part writers to finish keeps them from leaving files in a removed folder.
+        with self._upload_data(folder, exclusive=True):
+            shutil.rmtree(folder, ignore_errors=True)
         logger.debug("aborted multipart upload %s", upload_id)
 
     # Housekeeping
@@ -483,40 +522,151 @@ class LocalObjectStore:
         except FileNotFoundError as error:
             raise NoSuchUpload(upload_id) from error
 
-    def _part_paths(self, upload_id: str, parts: list[tuple[int, str]]) -> list[Path]:
-        """Return the file of each listed (number, bare ETag) part, checking order and ETags."""
-        if not parts:
-            raise InvalidPart("a multipart upload needs at least one part")
-        folder = self._upload_folder(upload_id)
+    @contextlib.contextmanager
+    def _upload_data(self, folder: Path, exclusive: bool) -> Iterator[int]:
+        """Open the upload's data file locked: shared by part writers, exclusive to end it."""
+        path = folder / _DATA_FILE
+        try:
+            handle = os.open(path, os.O_RDWR)
+        except FileNotFoundError as error:
+            # Limitation: uploads begun before data files existed are refused as unknown too.
+            raise NoSuchUpload(folder.name) from error
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            # A completion may have made the file an object while this call waited for the lock.
+            if not _is_same_file(handle, path):
+                raise NoSuchUpload(folder.name)
+            yield handle
+        finally:
+            os.close(handle)
 
-        paths = []
-        previous = 0
+    def _slot_offset(self, folder: Path, part_number: int, length: int | None) -> int | None:
+        """Return where a part goes in the data file, or None if it needs a file of its own."""
+        if not length or self._boot_id is None:
+            return None
+        stride = self._stride(folder, length)
+        offset = (part_number - 1) * stride
+        if length > stride or offset + length > MAX_SLOTTED_BYTES:
+            return None
+        return offset
+
+    def _stride(self, folder: Path, length: int) -> int:
+        """Return the upload's slot size: the length of the first part to arrive."""
+        path = folder / _STRIDE_FILE
+        if not path.exists():
+            handle, name = tempfile.mkstemp(dir=self._staging, prefix="stride-")
+            try:
+                with os.fdopen(handle, "w") as temporary:
+                    temporary.write(str(length))
+                    temporary.flush()
+                    os.fsync(temporary.fileno())
+                # A link never replaces, so of the parts racing to set the size the first wins.
+                with contextlib.suppress(FileExistsError):
+                    os.link(name, path)
+            finally:
+                os.unlink(name)
+        return int(path.read_text())
+
+    def _write_slot(
+        self,
+        folder: Path,
+        part_number: int,
+        slot: _SlotWriter,
+        stream: BinaryIO,
+        expected_sha256: str | None,
+        length: int,
+    ) -> str:
+        """Write a part straight into its slot of the data file and record it; return its ETag."""
+        with _locked_record(folder / f"{part_number:05d}.slot") as record:
+            # Limitation: a slot's previous version is lost even when this write then fails.
+            os.ftruncate(record, 0)
+            digest = _copy_checked(stream, slot, expected_sha256, length, etag_from_sha256=True)
+            entry = {
+                "etag": digest.hex(),
+                "offset": slot.offset,
+                "length": length,
+                "digest": "md5" if expected_sha256 is None else "sha256",
+                # No fsync: slots from before a reboot are re-hashed at completion (InvalidPart).
+                "boot": self._boot_id,
+            }
+            _pwrite_all(record, json.dumps(entry).encode(), 0)
+        return entry["etag"]
+
+    def _put_part_file(
+        self,
+        folder: Path,
+        part_number: int,
+        stream: BinaryIO,
+        expected_sha256: str | None,
+        length: int | None,
+    ) -> str:
+        """Store a part that fits no slot as a file of its own and return its ETag."""
+        received = self._receive(stream, expected_sha256, length, etag_from_sha256=True)
+        etag = received.md5.hex()
+        try:
+            # Each part version keeps its own file, so a retried part never clobbers a
+            # completion that is reading the version it was told about.
+            os.replace(received.path, folder / f"{part_number:05d}.{etag}")
+        except FileNotFoundError as error:
+            raise NoSuchUpload(folder.name) from error
+        finally:
+            received.path.unlink(missing_ok=True)
+        return etag
+
+    def _part_sources(
+        self, folder: Path, data: int, parts: list[tuple[int, str]]
+    ) -> list[_PartSource]:
+        """Find each listed (number, bare ETag) part's bytes: in its slot or in its own file."""
+        sources = []
         for number, etag in parts:
-            if not 1 <= number <= MAX_PART_NUMBER:
-                raise InvalidPart(f"part numbers run from 1 to {MAX_PART_NUMBER}")
-            if number <= previous:
-                raise InvalidPartOrder("parts must be listed in ascending order")
-            path = folder / f"{number:05d}.{etag}"
-            if not path.is_file():
+            source = self._slot_source(folder, data, number, etag)
+            if source is None:
+                source = _file_source(folder, number, etag)
+            if source is None:
                 raise InvalidPart(f"part {number} with ETag {etag!r} was not uploaded")
-            paths.append(path)
-            previous = number
-        return paths
+            sources.append(source)
+        return sources
 
-    def _join_parts(self, paths: list[Path]) -> Path:
-        """Concatenate part files into one new staging file."""
+    def _slot_source(self, folder: Path, data: int, number: int, etag: str) -> _PartSource | None:
+        """Return the part's slot if it holds the bytes of that ETag."""
+        record = _read_record(folder / f"{number:05d}.slot")
+        if record is None or record["etag"] != etag:
+            return None
+        # Unsynced writes are lost in a crash, so a slot written before this boot is read back.
+        if record["boot"] != self._boot_id and not _slot_holds(data, record):
+            return None
+        return _PartSource(None, record["offset"], record["length"])
+
+    def _commit_data_file(self, folder: Path, data: int, upload: dict, etag: str) -> ObjectInfo:
+        """Make the data file, which the parts fill exactly, the object itself."""
+        os.fsync(data)
+        return self._commit(upload["key"], folder / _DATA_FILE, etag, upload["metadata"])
+
+    def _commit_joined(
+        self, data: int, sources: list[_PartSource], upload: dict, etag: str
+    ) -> ObjectInfo:
+        """Copy the parts end to end into a new file and make that the object."""
+        joined = self._join_parts(data, sources)
+        try:
+            return self._commit(upload["key"], joined, etag, upload["metadata"])
+        finally:
+            joined.unlink(missing_ok=True)
+
+    def _join_parts(self, data: int, sources: list[_PartSource]) -> Path:
+        """Concatenate the parts' bytes into one new staging file."""
         handle, name = tempfile.mkstemp(dir=self._staging, prefix="joined-")
         path = Path(name)
         try:
-            with os.fdopen(handle, "wb") as joined:
-                for part in paths:
-                    with part.open("rb") as source:
-                        _append_file(source, joined)
-                joined.flush()
-                os.fsync(joined.fileno())
+            position = 0
+            for source in sources:
+                _copy_part(data, source, handle, position)
+                position += source.length
+            os.fsync(handle)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+        finally:
+            os.close(handle)
         return path
 
     # Paths, sidecars and the lock
@@ -649,27 +799,6 @@ def _is_key_name(name: str) -> bool:
     return name not in (".", "..")
 
 
-def _append_file(source: BinaryIO, target: BinaryIO) -> None:
-    """Append one file to another, inside the kernel where it can (no copy through Python)."""
-    target.flush()
-    start = os.lseek(target.fileno(), 0, os.SEEK_END)
-    remaining = os.fstat(source.fileno()).st_size
-    try:
-        while remaining > 0:
-            copied = os.copy_file_range(source.fileno(), target.fileno(), remaining)
-            if copied == 0:
-                break
-            remaining -= copied
-    except OSError:
-        remaining = -1
-    if remaining != 0:
-        # Not supported here (or cut short): start this part again the ordinary way.
-        os.ftruncate(target.fileno(), start)
-        target.seek(start)
-        source.seek(0)
-        shutil.copyfileobj(source, target, CHUNK_SIZE)
-
-
 def _append_entry(entries: list[tuple[str, bool]], entry: os.DirEntry) -> None:
     """Add a scanned entry if it is a regular file or a real folder (never a symlink)."""
     if entry.is_dir(follow_symlinks=False):
@@ -708,6 +837,130 @@ def _copy_checked(
     if sha256 is not None and sha256.hexdigest() != expected_sha256.lower():
         raise DigestMismatch("the SHA-256 of the bytes received differs from the one announced")
     return md5.digest() if md5 is not None else sha256.digest()[:16]
+
+
+def _check_part_list(parts: list[tuple[int, str]]) -> None:
+    """Refuse a completion listing no parts, numbers out of range, or numbers out of order."""
+    if not parts:
+        raise InvalidPart("a multipart upload needs at least one part")
+    previous = 0
+    for number, _ in parts:
+        if not 1 <= number <= MAX_PART_NUMBER:
+            raise InvalidPart(f"part numbers run from 1 to {MAX_PART_NUMBER}")
+        if number <= previous:
+            raise InvalidPartOrder("parts must be listed in ascending order")
+        previous = number
+
+
+def _read_boot_id() -> str | None:
+    """Return the id Linux draws at each boot, or None where there is none (no slots then)."""
+    try:
+        return _BOOT_ID_PATH.read_text().strip()
+    except OSError:
+        return None
+
+
+def _is_same_file(handle: int, path: Path) -> bool:
+    """Tell whether an open file is still the one found at `path`."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle)
+    return (opened.st_dev, opened.st_ino) == (status.st_dev, status.st_ino)
+
+
+@contextlib.contextmanager
+def _locked_record(path: Path) -> Iterator[int]:
+    """Open a slot's record, holding its lock so that uploads of one part number take turns."""
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield handle
+    finally:
+        os.close(handle)
+
+
+def _read_record(path: Path) -> dict | None:
+    """Return a slot's record, or None if the slot holds no completely written part."""
+    try:
+        return json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _slot_holds(data: int, record: dict) -> bool:
+    """Read a slot back and tell whether its bytes still have the recorded ETag."""
+    if record["digest"] == "sha256":
+        digest = hashlib.sha256()
+    else:
+        digest = hashlib.md5(usedforsecurity=False)
+    position, end = record["offset"], record["offset"] + record["length"]
+    while position < end:
+        chunk = os.pread(data, min(CHUNK_SIZE, end - position), position)
+        if not chunk:
+            return False
+        digest.update(chunk)
+        position += len(chunk)
+    return digest.digest()[:16].hex() == record["etag"]
+
+
+def _file_source(folder: Path, number: int, etag: str) -> _PartSource | None:
+    """Return the part's own file with that ETag, if it was stored as one."""
+    path = folder / f"{number:05d}.{etag}"
+    try:
+        return _PartSource(path, 0, path.stat().st_size)
+    except FileNotFoundError:
+        return None
+
+
+def _fills_data_file(data: int, sources: list[_PartSource]) -> bool:
+    """Tell whether the parts lie end to end in their slots and fill the data file exactly."""
+    position = 0
+    for source in sources:
+        if source.path is not None or source.offset != position:
+            return False
+        position += source.length
+    return position == os.fstat(data).st_size
+
+
+def _copy_part(data: int, source: _PartSource, target: int, position: int) -> None:
+    """Copy one part's bytes, from its slot or from its own file, into `target` at `position`."""
+    if source.path is None:
+        _copy_range(data, source.offset, source.length, target, position)
+        return
+    with source.path.open("rb") as part:
+        _copy_range(part.fileno(), source.offset, source.length, target, position)
+
+
+def _copy_range(source: int, offset: int, length: int, target: int, position: int) -> None:
+    """Copy `length` bytes from `offset` in one file to `position` in another, in the kernel."""
+    done = 0
+    with contextlib.suppress(OSError):
+        while done < length:
+            copied = os.copy_file_range(
+                source, target, length - done, offset + done, position + done
+            )
+            if copied == 0:
+                break
+            done += copied
+
+    # Where the kernel cannot copy (or stopped short), the rest goes through Python.
+    while done < length:
+        chunk = os.pread(source, min(CHUNK_SIZE, length - done), offset + done)
+        if not chunk:
+            raise InvalidPart("a part holds fewer bytes than were uploaded")
+        _pwrite_all(target, chunk, position + done)
+        done += len(chunk)
+
+
+def _pwrite_all(handle: int, data: bytes, position: int) -> None:
+    """Write all of `data` at `position`, however many calls the kernel needs."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(handle, view, position)
+        view = view[written:]
+        position += written
 
 
 def _clean_parts(parts: list[tuple[int, str]]) -> list[tuple[int, str]]:
