@@ -7,15 +7,20 @@ from epic.worker.staging import case_dir, job_dir
 
 
 def launch_for(
-    step: JobStep, after: tuple[int, bool] | None = None, watching: bool = False
+    step: JobStep,
+    after: tuple[int, bool] | None = None,
+    watching: bool = False,
+    licences: dict[str, str] | None = None,
 ) -> StepLaunch:
     """The launch description of a step: its folders, plan, resources and environment.
 
     `after` chains the step to the one before it (see StepLaunch.after). A launch built for
-    `watching` a started step leaves out the team's licences, which only a start needs.
+    `watching` a started step leaves out the team's licences, which only a start needs;
+    `licences` gives them where the caller has read them already.
     """
     job = step.job
-    licences = {} if watching else environment_for(job.team, job.app_version.application_id)
+    if licences is None:
+        licences = {} if watching else environment_for(job.team, job.app_version.application_id)
     environment = {**job.app_version.environment, **licences, **step.plan.get("environment", {})}
     return StepLaunch(
         job_id=job.pk,

@@ -18,6 +18,7 @@ from epic.compute.registry import backend_for
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep, LogRefresh
 from epic.jobs.states import ACTIVE_STEP_STATES, AuthState, JobState, StepState
+from epic.licences.services import environment_for
 from epic.worker import leases, lifecycle
 from epic.worker.launches import launch_for
 from epic.worker.staging import StagingError, stage_in, stage_out
@@ -124,6 +125,7 @@ class Worker:
         self._lock = threading.Lock()
         self._logs_read_at: dict[int, object] = {}
         self._launches: dict[int, object] = {}
+        self._licences: dict[tuple[int, int], dict[str, str]] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Loop until `stop` is set; a failing pass is logged and the next one goes on."""
@@ -152,7 +154,7 @@ class Worker:
 
     def run_once(self) -> None:
         """One pass over all unfinished work of the jobs this worker holds."""
-        self._launches = {}
+        self._launches, self._licences = {}, {}
         self.hold_jobs()
         self.handle_cancellations()
         self.dispatch_pending_jobs()
@@ -220,7 +222,7 @@ class Worker:
         pending = (
             self._jobs()
             .filter(authorised, state=JobState.PENDING, cancel_requested=False)
-            .select_related("array", "submitted_by")
+            .select_related("array", "submitted_by", "queue__cluster")
         )
         for job in pending.order_by("id")[: leases.CLAIM_BATCH]:
             if job.move_to(JobState.STAGING_IN):
@@ -305,7 +307,7 @@ class Worker:
         queued = list(
             self._steps()
             .filter(state=StepState.QUEUED)
-            .select_related("job__queue__cluster", "job__app_version")
+            .select_related("job__queue__cluster", "job__app_version", "job__team")
             .order_by("job_id", "index")
         )
         scheduled = [step for step in queued if backend_for(step.job.queue).queues_steps]
@@ -321,7 +323,7 @@ class Worker:
             if not ready:
                 return
             for backend, batch in _by_backend(ready).items():
-                launches = [launch_for(step, after) for step, after in batch]
+                launches = [self._start_launch(step, after) for step, after in batch]
                 started = backend.start_many(launches)
                 for (step, _), result in zip(batch, started, strict=True):
                     if not self._record_start(step, backend, result):
@@ -340,7 +342,8 @@ class Worker:
                 blocked_queues.add(queue.pk)
                 continue
             backend = backend_for(queue)
-            if not self._record_start(step, backend, _start_one(backend, launch_for(step))):
+            launch = self._start_launch(step)
+            if not self._record_start(step, backend, _start_one(backend, launch)):
                 blocked_queues.add(queue.pk)
                 continue
             busy[queue.pk] = busy.get(queue.pk, 0) + step.cores
@@ -428,6 +431,13 @@ class Worker:
             return False
         steps = list(step.job.steps.order_by("index"))
         return lifecycle.runs_after_earlier_steps(steps, step) is None
+
+    def _start_launch(self, step: JobStep, after: tuple[int, bool] | None = None):
+        """The step's launch for starting it, the team's licences read once per pass."""
+        key = (step.job.team_id, step.job.app_version.application_id)
+        if key not in self._licences:
+            self._licences[key] = environment_for(step.job.team, key[1])
+        return launch_for(step, after, licences=self._licences[key])
 
     def _launch(self, step: JobStep):
         """The step's launch for watching it, built once per pass."""
