@@ -26,12 +26,13 @@ def _setup_django() -> None:
 
 def _serve(args) -> int:
     """Run the API, the S3 endpoint and the worker."""
+    from epic.compute.isolation import UnreachableHomeError
     from epic.server import serve
     from epic.worker.leases import DuplicateWorkerError
 
     try:
         serve(args.host, args.port, args.s3_port if args.s3_port is not None else _next(args.port))
-    except DuplicateWorkerError as error:
+    except (DuplicateWorkerError, UnreachableHomeError) as error:
         print(f"epic serve: {error}", file=sys.stderr)
         return 1
     return 0
@@ -44,16 +45,21 @@ def _next(port: int) -> int:
 
 def _worker(args) -> int:
     """Run only the worker, for deployments that keep it apart from the API."""
-    from epic.server import wait_for_signal
+    from epic.server import database_label, wait_for_signal
     from epic.worker.leases import DuplicateWorkerError
     from epic.worker.loop import Worker
 
+    problem = _worker_setup_problem()
+    if problem:
+        print(f"epic worker: {problem}", file=sys.stderr)
+        return 1
     worker = Worker(name=args.name)
     try:
         worker.register()
     except DuplicateWorkerError as error:
         print(f"epic worker: {error}", file=sys.stderr)
         return 1
+    print(f"EPIC worker {worker.name!r} on {database_label()}", flush=True)
 
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), name="epic-worker")
@@ -61,6 +67,26 @@ def _worker(args) -> int:
     wait_for_signal(stop)
     thread.join()
     return 0
+
+
+def _worker_setup_problem() -> str | None:
+    """Why a worker apart from the API server could not do its work, or None."""
+    from django.conf import settings
+
+    from epic.catalog.models import Backend, Cluster
+
+    if Cluster.objects.filter(backend=Backend.SLURM).exists() and not settings.EPIC_API_URL:
+        return (
+            "EPIC_API_URL is not set: Slurm compute nodes reach the API server there "
+            "(e.g. EPIC_API_URL=http://api-host:8000)."
+        )
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        print(
+            "epic worker: warning: the database is SQLite; run one worker only, or set "
+            "EPIC_DATABASE_URL to the PostgreSQL database the API server uses.",
+            file=sys.stderr,
+        )
+    return None
 
 
 def _user_create(args) -> int:

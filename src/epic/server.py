@@ -64,6 +64,15 @@ def _s3_application():
     )
 
 
+def database_label() -> str:
+    """The database in use, for people to check (no password)."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"SQLite {database['NAME']}"
+    host = database.get("HOST") or "local socket"
+    return f"PostgreSQL {host}:{database.get('PORT') or 5432}/{database['NAME']}"
+
+
 def serve(host: str, port: int, s3_port: int) -> None:
     """Serve until SIGINT or SIGTERM, then stop accepting and let running work be."""
     from django.core.wsgi import get_wsgi_application
@@ -96,6 +105,7 @@ def serve(host: str, port: int, s3_port: int) -> None:
     print(f"EPIC API:          {endpoints.api_url}", flush=True)
     print(f"EPIC S3 endpoint:  {endpoints.s3_url}", flush=True)
     print(f"EPIC_HOME:         {settings.EPIC_HOME}", flush=True)
+    print(f"Database:          {database_label()}", flush=True)
     wait_for_signal(stop)
 
     api_server.stop()

@@ -90,7 +90,8 @@ class JobStepSerializer(serializers.ModelSerializer):
 
     parent_job = serializers.IntegerField(source="job_id")
     status = serializers.CharField(source="get_state_display")
-    wallclock = serializers.CharField()
+    # None until the step has started.
+    wallclock = serializers.CharField(allow_null=True)
 
     class Meta:
         model = JobStep

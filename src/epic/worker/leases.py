@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 from datetime import timedelta
+from pathlib import Path
 
 from django.db import transaction
 from django.db.models import Q
@@ -64,13 +65,17 @@ def _is_alive(known: WorkerProcess, host: str, pid: int, lease: timedelta) -> bo
         return timezone.now() - known.heartbeat < lease
     if known.pid == pid:
         return False
+    return _process_runs(known.pid)
+
+
+def _process_runs(pid: int) -> bool:
+    """Whether a process of this host runs: it exists and is not a zombie awaiting its parent."""
     try:
-        os.kill(known.pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    # The state letter follows the command name, which is in parentheses and may hold spaces.
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def renew(name: str, lease: timedelta) -> None:

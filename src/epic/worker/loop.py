@@ -498,6 +498,7 @@ class Worker:
             stderr_tail=stderr,
             logs_updated=timezone.now(),
             residuals=lifecycle.read_residuals(step, backend, launch),
+            scheduler_reason="",
         )
         ledger.charge(step, final=True)
         logger.info("Job %s: step %s %s", step.job_id, step.step_name, new_state.label)
