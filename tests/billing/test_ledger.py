@@ -89,8 +89,8 @@ def test_job_cancelled_before_it_ran_is_charged_nothing(alice, submit_script, wo
 def test_worker_restart_mid_job_charges_the_step_once(alice, submit_script, worker):
     job_id = submit_script("case", "sleep 2\n")
     run_until(worker, running(job_id))
-    # The next pass charges the running step for what it has used so far.
-    worker.run_once()
+    # A pass that watches the running step charges it for what it has used so far.
+    run_until(worker, lambda: SpendEntry.objects.filter(step__job_id=job_id).exists())
     assert SpendEntry.objects.get(step__job_id=job_id).final is False
 
     restarted = Worker(staging_threads=0)

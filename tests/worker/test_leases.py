@@ -14,6 +14,7 @@ from epic.jobs.models import Job, JobStep, WorkerProcess
 from epic.jobs.states import JobState, StepState
 from epic.worker import leases
 from epic.worker.loop import Worker
+from epic.worker.staging import case_dir, job_dir
 from tests.helpers import finished, run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,3 +138,23 @@ def test_a_worker_elsewhere_is_taken_for_dead_once_not_seen_for_a_lease():
     leases.register("remote", LEASE)
     with pytest.raises(leases.DuplicateWorkerError):
         leases.register("remote-alive", LEASE)
+
+
+def test_a_worker_that_lost_a_job_during_stage_in_drops_its_copy(submit_script):
+    job_id = submit_script("case", "echo ran > out.txt\n")
+    stale, current = worker_named("stale"), worker_named("current")
+    stale.hold_jobs()
+    Job.objects.filter(pk=job_id).update(state=JobState.STAGING_IN)
+    job = Job.objects.select_related("array", "submitted_by", "queue__cluster").get(pk=job_id)
+    # Its lease lapsed while it copied: another worker took the job over and ran it.
+    Job.objects.filter(pk=job_id).update(worker="current")
+    Job.objects.filter(pk=job_id).update(state=JobState.PENDING)
+    run_until(current, finished(job_id))
+    results = sorted(path.name for path in case_dir(job_id).iterdir())
+
+    stale._stage_in(job)
+
+    assert sorted(path.name for path in case_dir(job_id).iterdir()) == results
+    assert "out.txt" in results
+    assert not list(job_dir(job_id).glob("case.staging-*"))
+    assert Job.objects.get(pk=job_id).state == JobState.COMPLETE

@@ -146,3 +146,15 @@ def test_killed_step_is_recorded_as_failed_not_lost(alice, submit_script, worker
     assert step.state == StepState.FAILED
     assert "killed before it could record its exit code" in step.stderr_tail
     assert Job.objects.get(pk=job_id).state == JobState.FAILED
+
+
+def test_nul_bytes_in_a_log_neither_stop_the_worker_nor_reach_the_database(
+    alice, submit_script, worker
+):
+    poisoned = submit_script("poison", "printf 'before\\000after\\n'\n")
+    healthy = submit_script("healthy", "echo fine\n")
+
+    run_until(worker, lambda: all(Job.objects.get(pk=job).finished for job in (poisoned, healthy)))
+
+    assert JobStep.objects.get(job_id=poisoned).stdout_tail == "beforeafter\n"
+    assert Job.objects.get(pk=healthy).state == JobState.COMPLETE

@@ -237,4 +237,5 @@ def tail_file(path: Path, limit: int) -> str:
         data = stream.read()
     if size > limit and b"\n" in data:
         data = data.split(b"\n", 1)[1]
-    return data.decode(errors="replace")
+    # NUL bytes mean nothing in a log, and PostgreSQL's text columns refuse them.
+    return data.replace(b"\x00", b"").decode(errors="replace")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.db import transaction
@@ -25,6 +25,8 @@ from epic.jobs.states import JobState
 
 logger = logging.getLogger(__name__)
 
+# The heartbeat of a name reserved by a worker that has not registered yet.
+_NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 # The most jobs one worker claims in one pass.
 CLAIM_BATCH = 500
 UNFINISHED_JOB_STATES = (
@@ -46,16 +48,19 @@ def register(name: str, lease: timedelta) -> None:
     a lease, is taken to be dead: this process replaces it and inherits its jobs.
     """
     host, pid = socket.gethostname(), os.getpid()
+    # The row exists before it is locked, so that two workers starting at once serialise.
+    WorkerProcess.objects.bulk_create(
+        [WorkerProcess(name=name, host=host, pid=0, heartbeat=_NEVER)], ignore_conflicts=True
+    )
     with transaction.atomic():
-        known = WorkerProcess.objects.select_for_update().filter(name=name).first()
-        if known is not None and _is_alive(known, host, pid, lease):
+        known = WorkerProcess.objects.select_for_update().get(name=name)
+        if known.pid and _is_alive(known, host, pid, lease):
             raise DuplicateWorkerError(
                 f"A worker named {name!r} already runs (pid {known.pid} on {known.host}); "
                 "give each worker its own name (epic worker --name NAME)."
             )
-        WorkerProcess.objects.update_or_create(
-            name=name, defaults={"host": host, "pid": pid, "heartbeat": timezone.now()}
-        )
+        known.host, known.pid, known.heartbeat = host, pid, timezone.now()
+        known.save()
     logger.info("Worker %r registered (pid %s on %s)", name, pid, host)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
@@ -17,6 +18,7 @@ from epic.jobs.states import (
     StepState,
 )
 from epic.software.registry import get_driver
+from epic.worker.staging import install_case
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +33,22 @@ def cancel_unstarted_steps(job: Job) -> None:
 
 
 @transaction.atomic
-def start_running(job: Job) -> None:
-    """After stage-in: the job runs and its first step is queued."""
-    if not job.move_to(JobState.RUNNING, staged_in_at=timezone.now()):
-        return
+def start_running(job: Job, worker: str, staged: Path) -> bool:
+    """After stage-in: the staged copy becomes the case, the job runs, its first step queues.
+
+    Only while `worker` still holds the job in stage-in: a worker whose lease lapsed meanwhile
+    gets False, and its copy is not used.
+    """
+    held = Job.objects.select_for_update().filter(
+        pk=job.pk, worker=worker, state=JobState.STAGING_IN
+    )
+    if not held.exists():
+        return False
+    install_case(job.pk, staged)
+    job.state = JobState.STAGING_IN
+    job.move_to(JobState.RUNNING, staged_in_at=timezone.now())
     advance(job)
+    return True
 
 
 def fail_before_start(job: Job, reason: str) -> None:

@@ -21,7 +21,7 @@ from epic.jobs.states import ACTIVE_STEP_STATES, AuthState, JobState, StepState
 from epic.licences.services import environment_for
 from epic.worker import leases, lifecycle
 from epic.worker.launches import launch_for
-from epic.worker.staging import StagingError, stage_in, stage_out
+from epic.worker.staging import StagingError, discard_staged, stage_in, stage_out
 from epic.worker.wakeup import wait_for_work, wake_worker
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ STOP_GRACE = timedelta(seconds=10)
 SCHEDULER_TIMEOUTS = {"TIMEOUT", "TimeLimit"}
 # How often a running step's charge is brought up to date in the spend ledger.
 CHARGE_INTERVAL = timedelta(minutes=2)
+# How often steps handed to backends are watched for a start, an end or a limit.
+WATCH_INTERVAL = timedelta(seconds=0.5)
 # How long staging work that failed unexpectedly waits before it is tried again.
 STAGING_RETRY = timedelta(seconds=30)
 
@@ -112,6 +114,7 @@ class Worker:
         self.name = name or settings.EPIC_WORKER_NAME
         self._lease = leases.lease_length(settings.EPIC_WORKER_LEASE_SECONDS)
         self._renewed_at = _EPOCH
+        self._watched_at = _EPOCH
         self._registered = False
         # With no staging threads, staging runs inline (used by tests on one connection).
         self._staging = (
@@ -224,9 +227,17 @@ class Worker:
             .filter(authorised, state=JobState.PENDING, cancel_requested=False)
             .select_related("array", "submitted_by", "queue__cluster")
         )
-        for job in pending.order_by("id")[: leases.CLAIM_BATCH]:
-            if job.move_to(JobState.STAGING_IN):
-                self._in_background(job.pk, self._stage_in, job)
+        jobs = {job.pk: job for job in pending.order_by("id")[: leases.CLAIM_BATCH]}
+        if not jobs:
+            return
+
+        # One update for the whole batch; a job cancelled meanwhile is left pending.
+        pending.filter(pk__in=jobs).update(state=JobState.STAGING_IN)
+        moved = Job.objects.filter(pk__in=jobs, state=JobState.STAGING_IN).values_list("pk")
+        for (job_id,) in moved:
+            job = jobs[job_id]
+            job.state = JobState.STAGING_IN
+            self._in_background(job_id, self._stage_in, job)
 
     def _in_background(self, job_id: int, work, job: Job) -> None:
         """Run staging work in the pool, once per job at a time."""
@@ -246,21 +257,29 @@ class Worker:
         except Exception:
             logger.exception("Job %s: staging failed; retrying in %s", job_id, STAGING_RETRY)
             self._retry_after[job_id] = _now() + STAGING_RETRY
+            # The pool thread keeps its connection between jobs, unless it may be broken.
+            if self._staging is not None:
+                connection.close()
         finally:
             with self._lock:
                 self._staging_jobs.discard(job_id)
-            if self._staging is not None:
-                connection.close()
             wake_worker()
 
     def _stage_in(self, job: Job) -> None:
-        """Copy the input in, then queue the first step; a missing input fails the job."""
+        """Copy the input in, then queue the first step; a missing input fails the job.
+
+        A job this worker no longer holds (its lease lapsed and another worker took it over)
+        is left to its new worker, and the copy made here is thrown away.
+        """
         try:
-            stage_in(job, object_store())
+            staged = stage_in(job, object_store())
         except StagingError as error:
-            lifecycle.fail_before_start(job, str(error))
+            if self._jobs().filter(pk=job.pk, state=JobState.STAGING_IN).exists():
+                lifecycle.fail_before_start(job, str(error))
             return
-        lifecycle.start_running(job)
+        if not lifecycle.start_running(job, self.name, staged):
+            discard_staged(staged)
+            logger.warning("Job %s: taken over during stage-in; this copy is dropped", job.pk)
 
     def finish_jobs_staging_out(self) -> None:
         """Stage out jobs whose steps have ended, then give them their final state."""
@@ -393,7 +412,14 @@ class Worker:
         return True
 
     def watch_running_steps(self) -> None:
-        """Record steps that started or ended, stop those over their runtime, refresh logs."""
+        """Record steps that started or ended, stop those over their runtime, refresh logs.
+
+        At most every WATCH_INTERVAL: passes come as often as work arrives, and watching
+        costs as much as there are steps running.
+        """
+        if _now() - self._watched_at < WATCH_INTERVAL:
+            return
+        self._watched_at = _now()
         active = list(
             self._steps()
             .filter(state__in=ACTIVE_STEP_STATES)
@@ -402,11 +428,19 @@ class Worker:
         )
         self._refresh_backends(active)
         for step in active:
-            status = backend_for(step.job.queue).status(self._launch(step), step.local_job_id)
-            if status.state in (RunState.WAITING, RunState.RUNNING):
-                self._watch_active(step, status)
-            elif not self._waits_for_earlier_steps(step, status):
-                self._record_end(step, status)
+            try:
+                self._watch_one(step)
+            except Exception:
+                # One step's fault (a bad log, a lost file) must not stop the others.
+                logger.exception("Job %s: watching step %s failed", step.job_id, step.pk)
+
+    def _watch_one(self, step: JobStep) -> None:
+        """Move one step on from what its backend reports."""
+        status = backend_for(step.job.queue).status(self._launch(step), step.local_job_id)
+        if status.state in (RunState.WAITING, RunState.RUNNING):
+            self._watch_active(step, status)
+        elif not self._waits_for_earlier_steps(step, status):
+            self._record_end(step, status)
 
     def _watch_active(self, step: JobStep, status) -> None:
         """Note that a submitted step started, pass on stop requests, keep logs and charges."""

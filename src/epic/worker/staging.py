@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import secrets
 import shutil
 import stat
 from dataclasses import dataclass
@@ -39,25 +40,45 @@ def store_prefix(job) -> str:
     return user_prefix(job.submitted_by) + job.input_path
 
 
-def stage_in(job, store: LocalObjectStore) -> int:
-    """Copy the job's input folder (and its array's common folder) into the case folder.
+def stage_in(job, store: LocalObjectStore) -> Path:
+    """Copy the job's input folder (and its array's common folder) into a new folder.
 
-    Staging again starts from a clean folder, so an interrupted stage-in is simply redone.
-    Returns the number of files copied.
+    The copy goes into a folder of its own beside the case folder, which `install_case`
+    then puts in place: an interrupted stage-in, or one by a worker that lost the job
+    meanwhile, never touches the case folder the steps use. Returns the new folder.
     """
-    target = case_dir(job.pk)
+    staged = job_dir(job.pk) / f"case.staging-{secrets.token_hex(8)}"
+    staged.mkdir(parents=True)
+    try:
+        copied = _copy_prefix(store, store_prefix(job), staged)
+        if copied == 0:
+            raise StagingError(f"The input folder epic://{job.input_path} is empty or missing.")
+        if job.array.common_path:
+            common = user_prefix(job.submitted_by) + job.array.common_path
+            copied += _copy_prefix(store, common, staged / "common")
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    logger.info("Job %s: staged in %d files", job.pk, copied)
+    return staged
+
+
+def install_case(job_id: int, staged: Path) -> None:
+    """Make a staged copy the job's case folder, replacing any earlier one.
+
+    Copies left by interrupted stage-ins go too.
+    """
+    target = case_dir(job_id)
     if target.exists():
         shutil.rmtree(target)
-    target.mkdir(parents=True)
+    staged.rename(target)
+    for leftover in job_dir(job_id).glob("case.staging-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
-    copied = _copy_prefix(store, store_prefix(job), target)
-    if copied == 0:
-        raise StagingError(f"The input folder epic://{job.input_path} is empty or missing.")
-    if job.array.common_path:
-        common = user_prefix(job.submitted_by) + job.array.common_path
-        copied += _copy_prefix(store, common, target / "common")
-    logger.info("Job %s: staged in %d files", job.pk, copied)
-    return copied
+
+def discard_staged(staged: Path) -> None:
+    """Remove a staged copy that will not be used."""
+    shutil.rmtree(staged, ignore_errors=True)
 
 
 def _copy_prefix(store: LocalObjectStore, prefix: str, target: Path) -> int:
