@@ -369,6 +369,20 @@ def test_part_uploaded_again_gives_the_new_bytes(s3, new_size: int) -> None:
     assert s3.get_object(Bucket=BUCKET, Key="user-3/big")["Body"].read() == again + second
 
 
+def test_part_uploaded_again_in_a_file_makes_its_old_etag_invalid_part(s3) -> None:
+    first, old, new = os.urandom(MIB), os.urandom(MIB), os.urandom(2 * MIB)
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="user-3/big")["UploadId"]
+    etags = {1: upload_part(s3, upload_id, 1, first), 2: upload_part(s3, upload_id, 2, old)}
+    new_etag = upload_part(s3, upload_id, 2, new)
+
+    with pytest.raises(ClientError) as excinfo:
+        complete(s3, upload_id, etags)
+    assert error_of(excinfo) == (400, "InvalidPart")
+    complete(s3, upload_id, etags | {2: new_etag})
+
+    assert s3.get_object(Bucket=BUCKET, Key="user-3/big")["Body"].read() == first + new
+
+
 def test_complete_multipart_upload_of_some_parts_keeps_only_those(s3, store) -> None:
     parts = {number: os.urandom(MIB) for number in (1, 2, 3)}
     upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="user-3/big")["UploadId"]

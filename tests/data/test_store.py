@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -419,7 +420,7 @@ def test_multipart_of_equal_parts_becomes_the_object_without_a_copy(
 def test_multipart_parts_arriving_out_of_order_land_in_their_slots(
     store: LocalObjectStore,
 ) -> None:
-    parts = {2: os.urandom(MIB), 4: os.urandom(77), 1: os.urandom(MIB), 3: os.urandom(MIB)}
+    parts = {1: os.urandom(MIB), 4: os.urandom(77), 3: os.urandom(MIB), 2: os.urandom(MIB)}
     upload_id = store.create_multipart("k")
     etags = upload_parts(store, upload_id, parts)
     inode = data_file(store, upload_id).stat().st_ino
@@ -591,3 +592,103 @@ def test_multipart_slot_written_before_a_reboot_is_read_back_at_completion(
     else:
         rebooted.complete_multipart(upload_id, sorted(etags.items()))
         assert rebooted.path("k").read_bytes() == first + second
+
+
+def part_files(store: LocalObjectStore, upload_id: str, number: int) -> list[str]:
+    """Return the names of the files kept for one part number, its slot record excluded."""
+    folder = store.root / "uploads" / upload_id
+    return sorted(path.name for path in folder.glob(f"{number:05d}.*") if path.suffix != ".slot")
+
+
+def stride_of(store: LocalObjectStore, upload_id: str) -> int | None:
+    """Return the upload's recorded slot size, or None if none is recorded."""
+    path = store.root / "uploads" / upload_id / "stride"
+    return int(path.read_text()) if path.exists() else None
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [(MIB, 2 * MIB), (2 * MIB, MIB), (2 * MIB, 3 * MIB), (MIB, MIB)],
+    ids=["slot-then-file", "file-then-slot", "file-then-file", "slot-then-slot"],
+)
+def test_multipart_part_uploaded_again_refuses_the_earlier_etag(
+    store: LocalObjectStore, sizes: tuple[int, int]
+) -> None:
+    first, old, new = os.urandom(MIB), os.urandom(sizes[0]), os.urandom(sizes[1])
+    upload_id = store.create_multipart("k")
+    etags = upload_parts(store, upload_id, {1: first, 2: old})
+    new_etag = upload_parts(store, upload_id, {2: new})[2]
+
+    with pytest.raises(InvalidPart):
+        store.complete_multipart(upload_id, [(1, etags[1]), (2, etags[2])])
+    assert part_files(store, upload_id, 2) in ([], [f"00002.{new_etag}"])
+    store.complete_multipart(upload_id, [(1, etags[1]), (2, new_etag)])
+
+    assert store.path("k").read_bytes() == first + new
+
+
+def test_multipart_part_that_broke_off_after_setting_the_stride_costs_only_a_copy(
+    store: LocalObjectStore,
+) -> None:
+    parts = {1: os.urandom(MIB), 2: os.urandom(MIB), 3: os.urandom(10)}
+    upload_id = store.create_multipart("k")
+    with pytest.raises(LengthMismatch):
+        store.put_part(upload_id, 1, io.BytesIO(b"x" * 10), length=5 * 1024**3)
+    assert stride_of(store, upload_id) == 5 * 1024**3
+
+    etags = upload_parts(store, upload_id, parts)
+    store.complete_multipart(upload_id, sorted(etags.items()))
+
+    assert store.path("k").read_bytes() == parts[1] + parts[2] + parts[3]
+    assert_upload_gone(store)
+
+
+def test_multipart_failed_part_leaves_no_file_behind(store: LocalObjectStore) -> None:
+    upload_id = store.create_multipart("k")
+    with pytest.raises(LengthMismatch):
+        store.put_part(upload_id, 2, io.BytesIO(b"x" * 10), length=MIB)
+
+    assert part_files(store, upload_id, 2) == []
+    assert staging_files(store) == []
+    with pytest.raises(InvalidPart):
+        store.complete_multipart(upload_id, [(2, "0" * 32)])
+
+
+def test_multipart_parts_arriving_before_part_1_still_land_in_place(
+    store: LocalObjectStore,
+) -> None:
+    parts = {3: os.urandom(MIB), 1: os.urandom(MIB), 2: os.urandom(MIB), 4: os.urandom(77)}
+    upload_id = store.create_multipart("k")
+    inode = data_file(store, upload_id).stat().st_ino
+    etags = upload_parts(store, upload_id, parts)
+
+    assert [part_files(store, upload_id, number) for number in parts] == [[], [], [], []]
+    store.complete_multipart(upload_id, sorted(etags.items()))
+
+    assert store.path("k").read_bytes() == b"".join(parts[number] for number in (1, 2, 3, 4))
+    assert store.path("k").stat().st_ino == inode
+    assert_upload_gone(store)
+
+
+@pytest.mark.parametrize("error", [errno.EFBIG, errno.ENOSPC])
+def test_multipart_slot_the_data_file_cannot_hold_becomes_a_part_file(
+    store: LocalObjectStore, monkeypatch: pytest.MonkeyPatch, error: int
+) -> None:
+    parts = {1: os.urandom(MIB), 3: os.urandom(MIB)}
+    upload_id = store.create_multipart("k")
+    data_inode = data_file(store, upload_id).stat().st_ino
+    write = os.pwrite
+
+    def pwrite_up_to_2_mib(handle: int, data: bytes, position: int) -> int:
+        """Write like a data file that cannot grow past 2.5 MiB."""
+        if os.fstat(handle).st_ino == data_inode and position + len(data) > 5 * MIB // 2:
+            raise OSError(error, os.strerror(error))
+        return write(handle, data, position)
+
+    monkeypatch.setattr(os, "pwrite", pwrite_up_to_2_mib)
+    etags = upload_parts(store, upload_id, parts)
+
+    assert part_files(store, upload_id, 3) == [f"00003.{etags[3]}"]
+    assert data_file(store, upload_id).stat().st_size == MIB
+    store.complete_multipart(upload_id, sorted(etags.items()))
+    assert store.path("k").read_bytes() == parts[1] + parts[3]

@@ -158,11 +158,25 @@ def node_shape() -> tuple[str, int]:
     return found[0].name, found[0].cpus_per_node
 
 
+class RecordingBackend(SlurmBackend):
+    """The Slurm backend, with each step's Slurm job id recorded after sbatch, as the worker does.
+
+    Only the job recorded for a step may exchange its bootstrap token for a session secret.
+    """
+
+    def start(self, launch):
+        """Submit the step, then record its Slurm job id on the step."""
+        job_id = super().start(launch)
+        JobStep.objects.filter(pk=launch.step_id).update(local_job_id=job_id)
+        return job_id
+
+
 @pytest.fixture
 def backend(commands, node_shape) -> SlurmBackend:
-    """A Slurm backend on the cluster's first partition, speaking through the seam."""
+    """A Slurm backend on the cluster's first partition, speaking through the seam and
+    recording the steps' Slurm job ids."""
     partition, cpus = node_shape
-    return SlurmBackend(partition=partition, cores_per_node=cpus, run=commands)
+    return RecordingBackend(partition=partition, cores_per_node=cpus, run=commands)
 
 
 @pytest.fixture

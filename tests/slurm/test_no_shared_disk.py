@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import subprocess
 import time
 
+from rest_framework.test import APIClient
+
 from epic.compute.base import RunState
-from epic.compute.slurm import SlurmBackend
 from epic.compute.slurm import backend as backend_module
 from epic.compute.slurm.backend import slurm_output
 from epic.data.paths import user_prefix
@@ -14,7 +17,7 @@ from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep
 from epic.jobs.states import JobState
 from tests.helpers import finished, run_until
-from tests.slurm.conftest import wait_for_state, wait_until_ended
+from tests.slurm.conftest import RecordingBackend, wait_for_state, wait_until_ended
 
 NOBODY = 65534
 
@@ -79,7 +82,9 @@ def test_step_runs_where_the_servers_disk_is_unreachable(
     )
     # The job runs as nobody, and the job's folder on the server is closed to everyone else.
     launch.case_dir.parent.chmod(0o700)
-    unprivileged = SlurmBackend(backend.partition, backend.cores_per_node, run=as_nobody(commands))
+    unprivileged = RecordingBackend(
+        backend.partition, backend.cores_per_node, run=as_nobody(commands)
+    )
 
     job_id = unprivileged.start(launch)
     status = wait_for_state(unprivileged, launch, job_id, RunState.EXITED)
@@ -94,6 +99,37 @@ def test_step_runs_where_the_servers_disk_is_unreachable(
     assert (launch.step_dir / "scheduler_job_id").read_text() == str(job_id)
     wait_until_ended([job_id])
     assert list(installation.iterdir()) == []
+
+
+def test_batch_script_token_is_spent_once_the_step_started(backend, launch_for):
+    launch = launch_for(1, "echo started; sleep 5")
+    job_id = backend.start(launch)
+    wait_for_stdout(backend, launch, "started\n")
+
+    script = subprocess.run(
+        ["scontrol", "write", "batch_script", str(job_id), "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    settings_line = script.split("STEP = json.loads(", 1)[1].split(")\n", 1)[0]
+    step = json.loads(ast.literal_eval(settings_line))
+    answer = put_scheduler_job(launch.step_id, step["token"], job_id)
+
+    assert answer == 403
+    assert wait_for_state(backend, launch, job_id, RunState.EXITED).exit_code == 0
+
+
+def put_scheduler_job(step_id: int, token: str, job_id: int) -> int:
+    """The status of a bootstrap exchange attempted with a token read from a batch script."""
+    answer = APIClient().generic(
+        "PUT",
+        f"/internal/steps/{step_id}/scheduler-job/",
+        str(job_id).encode(),
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    return answer.status_code
 
 
 def test_stdout_arrives_while_the_step_runs_and_whole_at_the_end(backend, launch_for):

@@ -23,6 +23,10 @@ BASE_ENVIRONMENT_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
 # The runner is stdlib-only; a copy goes into each step folder so that a job's own uid can
 # run it without reading the installed package.
 RUNNER_SOURCE = Path(runner_module.__file__).read_text()
+# Written in the step folder just before its runner starts, and once it has: a step is
+# never started twice.
+STARTING_MARK = "starting"
+RUNNER_PID = "runner.pid"
 
 
 def mpi_launcher(num_tasks: int) -> list[str]:
@@ -79,7 +83,15 @@ class LocalBackend:
         return self.cores
 
     def start(self, launch: StepLaunch) -> int:
-        """Write the step's spec and runner, start the runner, and return its PID."""
+        """Write the step's spec and runner, start the runner, and return its PID.
+
+        A step whose runner was started already (the server died before recording it) is
+        not started again: its runner, running or ended, is adopted.
+        """
+        adopted = _started_runner(launch.step_dir)
+        if adopted is not None:
+            logger.warning("Step %s: adopted its runner, PID %s", launch.step_id, adopted)
+            return adopted
         launch.step_dir.mkdir(parents=True, exist_ok=True)
         (launch.step_dir / "exit").unlink(missing_ok=True)
         uid = job_uid(launch.job_id)
@@ -92,6 +104,7 @@ class LocalBackend:
         if uid is not None:
             hand_over(launch.case_dir, launch.step_dir, uid)
 
+        (launch.step_dir / STARTING_MARK).touch()
         with open(launch.step_dir / "runner.log", "ab") as runner_log:
             process = subprocess.Popen(
                 [_runner_python(uid), str(runner), str(spec_path)],
@@ -107,6 +120,7 @@ class LocalBackend:
                 umask=0o077 if uid is not None else -1,
             )
         self._children[process.pid] = process
+        _write_atomically(launch.step_dir / RUNNER_PID, str(process.pid))
         logger.debug("Started step %s as PID %s (uid %s)", launch.step_id, process.pid, uid)
         return process.pid
 
@@ -216,6 +230,31 @@ def _runner_python(uid: int | None) -> str:
     if uid is None:
         return sys.executable
     return settings.EPIC_RUNNER_PYTHON
+
+
+def _started_runner(step_dir: Path) -> int | None:
+    """The PID of a runner started for this step before, whether it runs, ended or was lost.
+
+    A server killed between starting the runner and writing its PID left only the mark it
+    made before: the runner is then looked for among this machine's processes.
+    """
+    try:
+        return int((step_dir / RUNNER_PID).read_text())
+    except (OSError, ValueError):
+        pass
+    if not (step_dir / STARTING_MARK).exists():
+        return None
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _is_runner(int(entry.name), step_dir):
+            return int(entry.name)
+    return None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a small file whole or not at all."""
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _is_runner(pid: int, step_dir: Path) -> bool:

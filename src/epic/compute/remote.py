@@ -1,10 +1,10 @@
 """What a step running on a compute node that shares no disk with the server gets from it.
 
 Such a step reaches the server only through the step I/O endpoint (`epic.worker.stepio`).
-This module is the contract both sides of the server keep: the step's token, the installation
-id that tags its scheduler jobs, the bundle a backend prepares in the server-side step folder
-for the endpoint to serve, and the names of the files the endpoint writes there, which are the
-ones the worker already reads (stdout, stderr, exit).
+This module is the contract both sides of the server keep: the step's bootstrap token, the
+installation id that tags its scheduler jobs, the bundle a backend prepares in the server-side
+step folder for the endpoint to serve, and the names of the files the endpoint writes there,
+which are the ones the worker already reads (stdout, stderr, exit).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ LOG_FILES = {"stdout": "stdout", "stderr": "stderr", "scheduler": "scheduler.out
 EXIT_FILE = "exit"
 # The scheduler's id of the job that runs the step, recorded at the node's first contact.
 SCHEDULER_JOB_FILE = "scheduler_job_id"
+# The digest of the session secret the node's bootstrap token was exchanged for.
+SESSION_FILE = "session"
 # The case folder's name inside the node's own scratch folder.
 NODE_CASE = "case"
 # Keys of the runner spec that name files of the node's scratch folder (relative in the bundle).
@@ -42,7 +44,7 @@ NODE_PATH_KEYS = (
 
 
 def step_token(job_id: int, step_id: int) -> str:
-    """The bearer token of one step's I/O: an HMAC of its ids under the installation's key."""
+    """A step's one-time bootstrap token: an HMAC of its ids under the installation's key."""
     message = f"epic-step-io:{job_id}:{step_id}".encode()
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 

@@ -137,10 +137,18 @@ def write_exit_code(path: Path, code: int) -> None:
     os.replace(temporary, path)
 
 
+def record_pid(path: Path) -> None:
+    """Leave this runner's PID beside its exit file, so that the step is never started twice."""
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(str(os.getpid()))
+    os.replace(partial, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the step described by the spec file named on the command line."""
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text())
+    record_pid(Path(spec["exit_file"]).parent / "runner.pid")
     case_dir = Path(spec["case_dir"]).resolve()
     environment = dict(spec["environment"])
 

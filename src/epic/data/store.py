@@ -8,13 +8,15 @@ Layout under the store's root folder:
   size and modification time it describes; a folder marker has a sidecar and no file.
 - `uploads/<upload id>/`: the state of a multipart upload: `upload.json` (key and metadata);
   `data`, one sparse file into which parts of equal size are written in place, each at
-  (part number - 1) x the size of the first part to arrive (recorded in `stride`), with a
-  `<part number>.slot` record per part written there; and `<part number>.<ETag>` files for the
-  parts that do not fit a slot. When the completed parts fill `data` end to end, it becomes
-  the object as it is, without a copy. Parts are not fsynced one by one: `data` is fsynced
-  once at completion, after any slot recorded before the machine's last reboot has been read
-  back and re-hashed, so a part lost in a crash fails the completion as InvalidPart and never
-  makes a corrupt object.
+  (part number - 1) x the declared size of the first part to arrive (recorded in `stride`),
+  with a `<part number>.slot` record per part written there; and `<part number>.<ETag>`
+  files for the parts that do not fit a slot, or whose slot the filesystem cannot hold
+  (a file size or disk space limit). Only the last stored upload of a part number is kept:
+  storing one forgets the record and files of earlier ones. When the
+  completed parts fill `data` end to end, it becomes the object as it is, without a copy.
+  Parts are not fsynced one by one: `data` is fsynced once at completion, after any slot
+  recorded before the machine's last reboot has been read back and re-hashed, so a part lost
+  in a crash fails the completion as InvalidPart and never makes a corrupt object.
 - `.tmp/`: files being written; they are renamed into place only once complete.
 - `.lock`: serialises commits (exclusive flock) against readers (shared flock), across threads
   and processes.
@@ -23,6 +25,7 @@ Layout under the store's root folder:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import io
@@ -56,6 +59,8 @@ _STRIDE_FILE = "stride"
 # S3's largest object; a part whose slot would end further out gets a file of its own.
 MAX_SLOTTED_BYTES = 5 * 1024**4
 _BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+# Errors that mean the data file cannot grow to hold a slot, though a file of its own may fit.
+_NO_ROOM_ERRNOS = (errno.EFBIG, errno.ENOSPC, errno.EDQUOT)
 
 
 # The exception names follow S3's error codes (InvalidKey, NoSuchUpload, ...) rather than
@@ -162,12 +167,12 @@ class _SlotWriter:
 
     def __init__(self, handle: int, offset: int) -> None:
         self.offset = offset
-        self._handle = handle
+        self.handle = handle
         self._position = offset
 
     def write(self, data: bytes) -> None:
         """Write all of `data` at the slot's current position and move past it."""
-        _pwrite_all(self._handle, data, self._position)
+        _pwrite_all(self.handle, data, self._position)
         self._position += len(data)
 
 
@@ -332,20 +337,29 @@ class LocalObjectStore:
 
         A part whose SHA-256 was announced (and is verified) takes the first half of that
         digest as its ETag instead of an MD5, sparing a third pass over every byte. A part of
-        known length that fits its slot is written in place into the upload's data file.
+        known length that fits its slot is written in place into the upload's data file. Once
+        stored, the part replaces every earlier upload of its number.
         """
         if not 1 <= part_number <= MAX_PART_NUMBER:
             raise InvalidPart(f"part numbers run from 1 to {MAX_PART_NUMBER}")
         folder = self._upload_folder(upload_id)
         self._read_upload(upload_id)
 
-        # Held shared until the part is stored, so no completion or abort runs meanwhile.
-        with self._upload_data(folder, exclusive=False) as data:
+        # Held shared until the part is stored, so no completion or abort runs meanwhile; the
+        # record's lock makes uploads of one part number take turns, the last stored winning.
+        with (
+            self._upload_data(folder, exclusive=False) as data,
+            _locked_record(folder / f"{part_number:05d}.slot") as record,
+        ):
             offset = self._slot_offset(folder, part_number, length)
-            if offset is None:
-                return self._put_part_file(folder, part_number, stream, expected_sha256, length)
+            if offset is None or not _claim_slot(data, record, offset, length):
+                return self._put_part_file(
+                    folder, part_number, record, stream, expected_sha256, length
+                )
             slot = _SlotWriter(data, offset)
-            return self._write_slot(folder, part_number, slot, stream, expected_sha256, length)
+            return self._write_slot(
+                folder, part_number, record, slot, stream, expected_sha256, length
+            )
 
     def complete_multipart(self, upload_id: str, parts: list[tuple[int, str]]) -> ObjectInfo:
         """Join the listed parts, in order, into the upload's object and forget the upload."""
@@ -541,61 +555,71 @@ class LocalObjectStore:
             os.close(handle)
 
     def _slot_offset(self, folder: Path, part_number: int, length: int | None) -> int | None:
-        """Return where a part goes in the data file, or None if it needs a file of its own."""
+        """Return where a part goes in the data file, or None if it needs a file of its own.
+
+        Call with the part's record locked: part 1 may change the stride when it is stored.
+        """
         if not length or self._boot_id is None:
             return None
-        stride = self._stride(folder, length)
+        stride = _read_stride(folder)
+        if stride is None:
+            # The first part to arrive sets the slot size from its declared length, before its
+            # body is read, so that the parts boto3 sends together all land in place. One that
+            # then breaks off or lies only makes this upload's data file larger and sparser.
+            self._fix_stride(folder, length)
+            stride = _read_stride(folder)
         offset = (part_number - 1) * stride
         if length > stride or offset + length > MAX_SLOTTED_BYTES:
             return None
         return offset
 
-    def _stride(self, folder: Path, length: int) -> int:
-        """Return the upload's slot size: the length of the first part to arrive."""
+    def _fix_stride(self, folder: Path, length: int) -> None:
+        """Record the slot size, unless one is recorded already: the first to record wins."""
         path = folder / _STRIDE_FILE
-        if not path.exists():
-            handle, name = tempfile.mkstemp(dir=self._staging, prefix="stride-")
-            try:
-                with os.fdopen(handle, "w") as temporary:
-                    temporary.write(str(length))
-                    temporary.flush()
-                    os.fsync(temporary.fileno())
-                # A link never replaces, so of the parts racing to set the size the first wins.
-                with contextlib.suppress(FileExistsError):
-                    os.link(name, path)
-            finally:
-                os.unlink(name)
-        return int(path.read_text())
+        if path.exists():
+            return
+        handle, name = tempfile.mkstemp(dir=self._staging, prefix="stride-")
+        try:
+            with os.fdopen(handle, "w") as temporary:
+                temporary.write(str(length))
+                temporary.flush()
+                os.fsync(temporary.fileno())
+            # A link never replaces, so a stride once recorded never changes.
+            with contextlib.suppress(FileExistsError):
+                os.link(name, path)
+        finally:
+            os.unlink(name)
 
     def _write_slot(
         self,
         folder: Path,
         part_number: int,
+        record: int,
         slot: _SlotWriter,
         stream: BinaryIO,
         expected_sha256: str | None,
         length: int,
     ) -> str:
-        """Write a part straight into its slot of the data file and record it; return its ETag."""
-        with _locked_record(folder / f"{part_number:05d}.slot") as record:
-            # Limitation: a slot's previous version is lost even when this write then fails.
-            os.ftruncate(record, 0)
-            digest = _copy_checked(stream, slot, expected_sha256, length, etag_from_sha256=True)
-            entry = {
-                "etag": digest.hex(),
-                "offset": slot.offset,
-                "length": length,
-                "digest": "md5" if expected_sha256 is None else "sha256",
-                # No fsync: slots from before a reboot are re-hashed at completion (InvalidPart).
-                "boot": self._boot_id,
-            }
-            _pwrite_all(record, json.dumps(entry).encode(), 0)
+        """Write a part straight into its claimed slot and record it; return its ETag."""
+        digest = _copy_checked(stream, slot, expected_sha256, length, etag_from_sha256=True)
+        entry = {
+            "etag": digest.hex(),
+            "offset": slot.offset,
+            "length": length,
+            "digest": "md5" if expected_sha256 is None else "sha256",
+            # No fsync: slots from before a reboot are re-hashed at completion (InvalidPart).
+            "boot": self._boot_id,
+        }
+
+        _remove_part_files(folder, part_number)
+        _pwrite_all(record, json.dumps(entry).encode(), 0)
         return entry["etag"]
 
     def _put_part_file(
         self,
         folder: Path,
         part_number: int,
+        record: int,
         stream: BinaryIO,
         expected_sha256: str | None,
         length: int | None,
@@ -604,8 +628,10 @@ class LocalObjectStore:
         received = self._receive(stream, expected_sha256, length, etag_from_sha256=True)
         etag = received.md5.hex()
         try:
-            # Each part version keeps its own file, so a retried part never clobbers a
-            # completion that is reading the version it was told about.
+            # Forget the earlier versions first: a crash in between loses the part, never
+            # leaves an older version that completion would accept.
+            os.ftruncate(record, 0)
+            _remove_part_files(folder, part_number)
             os.replace(received.path, folder / f"{part_number:05d}.{etag}")
         except FileNotFoundError as error:
             raise NoSuchUpload(folder.name) from error
@@ -879,6 +905,44 @@ def _locked_record(path: Path) -> Iterator[int]:
         yield handle
     finally:
         os.close(handle)
+
+
+def _read_stride(folder: Path) -> int | None:
+    """Return the upload's slot size, or None while part 1 has not been written in place."""
+    try:
+        return int((folder / _STRIDE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def _claim_slot(data: int, record: int, offset: int, length: int) -> bool:
+    """Forget the slot's recorded part and grow the data file over the slot, if it can.
+
+    Return False, before any byte of the part is read, when the filesystem refuses a file that
+    large or has no room for it; the part then gets a file of its own. A slot at offset 0 is
+    not tried: a file of its own would be refused just the same.
+    """
+    # Limitation: a slot's previous version is lost even when the new part then fails.
+    os.ftruncate(record, 0)
+    if offset == 0:
+        return True
+    try:
+        # Writing the slot's last byte, which the part overwrites, is the whole reservation.
+        _pwrite_all(data, b"\0", offset + length - 1)
+    except OSError as error:
+        if error.errno not in _NO_ROOM_ERRNOS:
+            raise
+        logger.warning("no room for a slot at %d (%s); storing the part as a file", offset, error)
+        return False
+    return True
+
+
+def _remove_part_files(folder: Path, number: int) -> None:
+    """Remove the files of every earlier upload of part `number`, keeping its slot record."""
+    # Limitation: removals are not synced, so a crash right after may bring a version back.
+    for path in folder.glob(f"{number:05d}.*"):
+        if path.suffix != ".slot":
+            path.unlink(missing_ok=True)
 
 
 def _read_record(path: Path) -> dict | None:

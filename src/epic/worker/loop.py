@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -152,8 +152,13 @@ class Worker:
         self._registered = True
 
     def recover(self) -> None:
-        """After a restart, redo the staging that this worker left unfinished."""
+        """After a restart, redo the staging this worker left unfinished and move its jobs on.
+
+        A job whose last step ended just before the restart may not have been moved on.
+        """
         leases.release_interrupted_staging(self.name)
+        for job in self._jobs().filter(state=JobState.RUNNING).select_related("queue__cluster"):
+            lifecycle.advance(job)
 
     def run_once(self) -> None:
         """One pass over all unfinished work of the jobs this worker holds."""
@@ -512,32 +517,37 @@ class Worker:
             self._stop_step(step, step.stop_requested or lifecycle.STOP_TIMEOUT)
 
     def _record_end(self, step: JobStep, status) -> None:
-        """Store how a step ended, with its final logs, and move the job on."""
+        """Store how a step ended, with its final logs, and move the job on.
+
+        The step's end, its charge and the job's next move are one transaction, so that a
+        worker killed in between leaves the step as it was, to be recorded again.
+        """
         if self._skip_if_not_due(step):
             return
         launch = self._launch(step)
         backend = backend_for(step.job.queue)
         stdout, stderr = backend.read_logs(launch, LOG_TAIL_BYTES)
-        new_state = self._end_state(step, status)
         if status.state == RunState.LOST and not step.stop_requested:
             stderr += "\nepic: the step was killed before it could record its exit code.\n"
         ended = status.ended_at or timezone.now()
+        outcome = {
+            "exit_code": status.exit_code,
+            "start": step.start or status.started_at or _start_if_ran(status, ended),
+            "end": ended,
+            "stdout_tail": stdout,
+            "stderr_tail": stderr,
+            "logs_updated": timezone.now(),
+            "residuals": lifecycle.read_residuals(step, backend, launch),
+            "scheduler_reason": "",
+        }
 
-        step.move_to(
-            new_state,
-            exit_code=status.exit_code,
-            start=step.start or status.started_at or _start_if_ran(status, ended),
-            end=ended,
-            stdout_tail=stdout,
-            stderr_tail=stderr,
-            logs_updated=timezone.now(),
-            residuals=lifecycle.read_residuals(step, backend, launch),
-            scheduler_reason="",
-        )
-        ledger.charge(step, final=True)
+        new_state = self._end_state(step, status)
+        with transaction.atomic():
+            step.move_to(new_state, **outcome)
+            ledger.charge(step, final=True)
+            self._withdraw_skipped_followers(step.job)
+            lifecycle.advance(step.job)
         logger.info("Job %s: step %s %s", step.job_id, step.step_name, new_state.label)
-        self._withdraw_skipped_followers(step.job)
-        lifecycle.advance(step.job)
 
     def _skip_if_not_due(self, step: JobStep) -> bool:
         """Mark a submitted step that ended unstarted, and must not run, as skipped."""

@@ -1,15 +1,20 @@
 """Step I/O: how a step on a compute node that shares no disk with the server reads and writes.
 
-The node's wrapper calls the internal endpoint (`epic.worker.stepio_views`) with the step's
-token; this module does the work. It serves the bundle a backend prepared and the job's case
-folder as tar streams, appends pushed log bytes at their offsets to the server-side step
-folder's files, takes the case folder back as a tar uploaded in parts, and records the exit
-code last, exactly where the step runner would have written it on a shared disk. Every file it
-writes lies in the folders of the job the token names; their names come from the ids, never
-from the request.
+The node's wrapper first exchanges the step's one-time bootstrap token (from its batch script)
+for a session secret, which only the step's own Slurm job may do, then calls the internal
+endpoint (`epic.worker.stepio_views`) with that secret; this module does the work. It serves
+the bundle a backend prepared and the job's case folder as tar streams, appends pushed log
+bytes at their offsets to the server-side step folder's files, takes the case folder back as a
+tar of plain files and folders uploaded in parts, and records the exit code last, exactly
+where the step runner would have written it on a shared disk; after it, nothing changes. Every
+file it writes lies in the folders of the job the credential names; their names come from the
+ids, never from the request.
 
-Limitation: the token travels in clear unless EPIC_API_URL is an https address (a proxy in
-front of the server); the endpoint itself speaks plain HTTP, like the rest of the API.
+Limitation: a lost answer to the bootstrap exchange cannot be retried (the token is spent),
+so the step's node then fails to report and Slurm's word ends the step.
+Limitation: the token and the secret travel in clear unless EPIC_API_URL is an https address
+(a proxy in front of the server); the endpoint itself speaks plain HTTP, like the rest of the
+API.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from epic.compute.remote import (
     EXIT_FILE,
     LOG_FILES,
     SCHEDULER_JOB_FILE,
+    SESSION_FILE,
     step_token,
 )
 from epic.jobs.models import JobStep
@@ -59,6 +65,11 @@ CASE_RECEIVED = "case-received"
 INCOMING_PREFIX = "case.incoming-"
 REPLACED_PREFIX = "case.replaced-"
 TAR_BLOCK = 512
+# What a case archive sent back may hold: how much, how many members, how long their names.
+CASE_MAX_BYTES = 64 * 1024**3
+CASE_MAX_MEMBERS = 100_000
+MEMBER_NAME_MAX_BYTES = 1024
+NAME_PART_MAX_BYTES = 255
 READ_CHUNK = 1024 * 1024
 
 
@@ -98,7 +109,7 @@ class UploadMismatch(exceptions.APIException):
 
 
 class ArchiveRefused(exceptions.ValidationError):
-    """The case archive is not a tar, or holds members that would leave the case folder."""
+    """The case archive is not a tar, or holds members other than plain files and folders."""
 
     default_code = "archive_refused"
 
@@ -111,11 +122,12 @@ class InsufficientStorage(exceptions.APIException):
     default_code = "insufficient_storage"
 
 
-class RecordConflict(exceptions.APIException):
-    """A different scheduler job already reported for this step."""
+class StepEnded(exceptions.APIException):
+    """The step's exit code is recorded: nothing of the step changes any more."""
 
     status_code = status.HTTP_409_CONFLICT
-    default_code = "scheduler_job_conflict"
+    default_detail = "The step's exit code is recorded; nothing more is accepted."
+    default_code = "step_ended"
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,7 @@ class StepFolders:
     job_id: int
     step_id: int
     state: str
+    local_job_id: int | None
     job_dir: Path
     case_dir: Path
     step_dir: Path
@@ -138,65 +151,132 @@ class StepFolders:
 # Access
 
 
-def step_for_token(step_id: int, authorization: str) -> StepFolders:
-    """The step whose token the Authorization header carries, in whatever state it is."""
-    scheme, _, token = authorization.partition(" ")
-    try:
-        found = JobStep.objects.filter(pk=step_id).values_list("job_id", "state").first()
-    except DatabaseError as error:
-        logger.warning("Step %s: step I/O could not read the step: %s", step_id, error)
-        raise StepNotStarted("The server is busy; try again.") from error
+def step_for_bootstrap(step_id: int, authorization: str) -> StepFolders:
+    """The step whose bootstrap token (the one in its batch script) the header carries."""
+    token = _bearer(authorization)
+    found = _find_step(step_id)
 
     # A missing step and a wrong token answer alike, so that ids cannot be probed.
-    job_id, state = found if found is not None else (0, "")
-    expected = step_token(job_id, step_id)
-    if not (hmac.compare_digest(token.strip(), expected) and scheme.lower() == "bearer"):
+    job_id = found[0] if found is not None else 0
+    expected = step_token(job_id, step_id).encode()
+    if found is None or not hmac.compare_digest(token.encode(), expected):
         raise StepIODenied()
+    return _folders(step_id, *found)
+
+
+def step_for_session(step_id: int, authorization: str) -> StepFolders:
+    """The step whose session secret, handed out at the bootstrap exchange, the header carries."""
+    token = _bearer(authorization)
+    found = _find_step(step_id)
     if found is None:
         raise StepIODenied()
-    folder = job_dir(job_id)
-    return StepFolders(
-        job_id, step_id, state, folder, case_dir(job_id), folder / "steps" / str(step_id)
-    )
+    step = _folders(step_id, *found)
+    try:
+        expected = (step.step_dir / SESSION_FILE).read_text().strip().encode()
+    except OSError:
+        raise StepIODenied() from None
+    if not hmac.compare_digest(_digest(token).encode(), expected):
+        raise StepIODenied()
+    return step
 
 
 def running_step(step_id: int, authorization: str) -> StepFolders:
-    """The step of a valid token, provided it runs; a step still being started waits."""
-    step = step_for_token(step_id, authorization)
-    if step.state == StepState.QUEUED:
-        raise StepNotStarted()
+    """The step of a valid session secret, provided it runs."""
+    step = step_for_session(step_id, authorization)
     if not step.running:
         raise StepIODenied("The step does not run any more.")
     return step
 
 
+def _bearer(authorization: str) -> str:
+    """The token of a `Bearer` Authorization header; anything else is refused."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token.isascii() or not token:
+        raise StepIODenied()
+    return token
+
+
+def _find_step(step_id: int) -> tuple[int, str, int | None] | None:
+    """The job id, state and Slurm job id of a step, or None if there is no such step."""
+    try:
+        return (
+            JobStep.objects.filter(pk=step_id)
+            .values_list("job_id", "state", "local_job_id")
+            .first()
+        )
+    except DatabaseError as error:
+        logger.warning("Step %s: step I/O could not read the step: %s", step_id, error)
+        raise StepNotStarted("The server is busy; try again.") from error
+
+
+def _folders(step_id: int, job_id: int, state: str, local_job_id: int | None) -> StepFolders:
+    """The server-side folders of a step."""
+    folder = job_dir(job_id)
+    return StepFolders(
+        job_id,
+        step_id,
+        state,
+        local_job_id,
+        folder,
+        case_dir(job_id),
+        folder / "steps" / str(step_id),
+    )
+
+
+def _digest(secret: str) -> str:
+    """How a session secret is kept on the server: its SHA-256 digest, never itself."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 # First contact and the end
 
 
-def record_scheduler_job(step: StepFolders, scheduler_job_id: int) -> None:
-    """Keep the scheduler job id the node runs under; another job for the same step is refused."""
-    path = step.step_dir / SCHEDULER_JOB_FILE
+def open_session(step: StepFolders, scheduler_job_id: int) -> str:
+    """Exchange the step's one-time bootstrap token for a session secret, and return it.
+
+    Only the step's own Slurm job may do so, once, while the step is in its backend's hands.
+    """
+    if step.state == StepState.QUEUED or (step.running and step.local_job_id is None):
+        raise StepNotStarted()
+    if not step.running:
+        raise StepIODenied("The step does not run any more.")
+    if scheduler_job_id != step.local_job_id:
+        raise StepIODenied("This is not the step's scheduler job.")
+
+    session = step.step_dir / SESSION_FILE
+    secret = secrets.token_urlsafe(32)
     with _locked(step.step_dir):
-        if path.exists() and path.read_text().strip() != str(scheduler_job_id):
-            raise RecordConflict(
-                f"Scheduler job {path.read_text().strip()} already runs this step."
-            )
-        _write_atomically(path, str(scheduler_job_id))
+        if session.exists():
+            raise StepIODenied("This step's bootstrap token was already used.")
+        _write_atomically(session, _digest(secret))
+        _write_atomically(step.step_dir / SCHEDULER_JOB_FILE, str(scheduler_job_id))
     logger.debug("Step %s runs as scheduler job %s", step.step_id, scheduler_job_id)
+    return secret
+
+
+def refuse_after_exit(step: StepFolders) -> None:
+    """Refuse any change once the step's exit code is recorded: it was the last word."""
+    if (step.step_dir / EXIT_FILE).exists():
+        raise StepEnded()
 
 
 def write_exit_code(step: StepFolders, code: int) -> None:
-    """Record the step's exit code, whole or not at all, as the step runner does."""
-    _write_atomically(step.step_dir / EXIT_FILE, str(code))
+    """Record the step's exit code once, whole; an identical repeat changes nothing.
+
+    A different code once one is recorded is refused, and so is a first one from a step that
+    no longer runs.
+    """
+    path = step.step_dir / EXIT_FILE
+    with _locked(step.step_dir):
+        if path.exists():
+            if path.read_text().strip() == str(code):
+                return
+            raise StepEnded()
+        if not step.running:
+            raise StepIODenied("The step does not run any more.")
+        _write_atomically(path, str(code))
     logger.debug("Step %s: exit code %s received", step.step_id, code)
-
-
-def repeats_exit_code(step: StepFolders, code: int) -> bool:
-    """Whether the step already ended with exactly this exit code (a retried last request)."""
-    try:
-        return (step.step_dir / EXIT_FILE).read_text().strip() == str(code)
-    except OSError:
-        return False
 
 
 # Logs and the case archive, in parts
@@ -215,7 +295,7 @@ def append_case_part(step: StepFolders, offset: int, data: bytes) -> int:
 def _append_at(path: Path, offset: int, data: bytes) -> int:
     """Write what lies past the file's end; a repeated part changes nothing, a gap is refused."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab", buffering=0) as target:
+    with _opened_for_append(path, offset) as target:
         fcntl.flock(target, fcntl.LOCK_EX)
         size = os.fstat(target.fileno()).st_size
         if offset > size:
@@ -226,6 +306,16 @@ def _append_at(path: Path, offset: int, data: bytes) -> int:
             _require_room(path.parent, len(fresh))
             _write_or_refuse(target.fileno(), size, fresh)
         return max(size, offset + len(data))
+
+
+def _opened_for_append(path: Path, offset: int):
+    """The file to append to; a file not there yet is made only by a part at offset 0."""
+    try:
+        return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND), "ab", buffering=0)
+    except FileNotFoundError:
+        if offset > 0:
+            raise OffsetGap(0) from None
+        return open(path, "ab", buffering=0)
 
 
 def commit_case(step: StepFolders, size: int, sha256: str) -> None:
@@ -285,12 +375,13 @@ def _replace_case(step: StepFolders, upload: Path) -> None:
 
 
 def _extract(upload: Path, target: Path) -> None:
-    """Extract with tarfile's "data" filter: no absolute paths, `..`, links out or devices."""
+    """Extract an archive of plain files and folders only, checked whole before anything is made.
+
+    tarfile's "data" filter alone is not enough: links and over-long names can defeat it.
+    """
     try:
         with tarfile.open(upload, "r:") as archive:
-            members = archive.getmembers()
-            _refuse_strays(members)
-            _require_room(target, sum(member.size for member in members if member.isreg()))
+            _require_room(target, _check_members(archive))
             archive.extractall(target, filter="data")
     except tarfile.TarError as error:
         raise ArchiveRefused({"case": [f"The case archive was refused: {error}"]}) from error
@@ -300,11 +391,30 @@ def _extract(upload: Path, target: Path) -> None:
         raise ArchiveRefused({"case": [f"The case archive was refused: {error}"]}) from error
 
 
-def _refuse_strays(members: list[tarfile.TarInfo]) -> None:
-    """Refuse absolute names and `..`, which the filter would quietly strip or stop midway."""
-    for member in members:
-        if member.name.startswith("/") or ".." in member.name.split("/"):
-            raise tarfile.OutsideDestinationError(member, member.name)
+def _check_members(archive: tarfile.TarFile) -> int:
+    """Read the members one by one, refusing the archive at the first bad one; return its size."""
+    total = 0
+    for count, member in enumerate(archive, 1):
+        if count > CASE_MAX_MEMBERS:
+            raise tarfile.TarError(f"more than {CASE_MAX_MEMBERS} members")
+        _check_member(member)
+        total += member.size if member.isreg() else 0
+        if total > CASE_MAX_BYTES:
+            raise tarfile.TarError(f"more than {CASE_MAX_BYTES} bytes")
+    return total
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    """Refuse anything but a plain file or folder, and names that are odd or over-long."""
+    name = member.name.encode("utf-8", "surrogateescape")
+    if member.issparse() or not (member.isreg() or member.isdir()):
+        raise tarfile.TarError(f"{member.name!r} is not a plain file or folder")
+    if member.name.startswith("/") or ".." in member.name.split("/"):
+        raise tarfile.OutsideDestinationError(member, member.name)
+    if len(name) > MEMBER_NAME_MAX_BYTES:
+        raise tarfile.TarError(f"a member name is longer than {MEMBER_NAME_MAX_BYTES} bytes")
+    if any(len(part) > NAME_PART_MAX_BYTES for part in name.split(b"/")):
+        raise tarfile.TarError(f"a member name has a part over {NAME_PART_MAX_BYTES} bytes")
 
 
 def _remove_leftovers(folder: Path) -> None:
@@ -330,8 +440,8 @@ def case_archive(step: StepFolders) -> Iterator[bytes]:
 def tar_stream(root: Path) -> Iterator[bytes]:
     """A folder as an uncompressed tar, produced piece by piece (never a whole file in memory).
 
-    Directories, regular files and symbolic links go in, named relative to `root`; anything
-    else (sockets, devices) is left out.
+    Directories and regular files go in, named relative to `root`; anything else (links,
+    sockets, devices) is left out, as the node refuses it.
     """
     for path in _entries(root):
         details = path.lstat()
@@ -363,8 +473,6 @@ def _member(path: Path, name: str, details: os.stat_result) -> tarfile.TarInfo |
         member.type = tarfile.DIRTYPE
     elif stat.S_ISREG(details.st_mode):
         member.size = details.st_size
-    elif stat.S_ISLNK(details.st_mode):
-        member.type, member.linkname = tarfile.SYMTYPE, os.readlink(path)
     else:
         return None
     return member

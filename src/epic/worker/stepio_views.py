@@ -1,6 +1,8 @@
 """The internal step I/O endpoint that compute nodes call; not part of the EPIC API.
 
-Every request carries `Authorization: Bearer <step token>` and is answered in DRF's error shape.
+The first request (PUT scheduler-job/) carries `Authorization: Bearer <bootstrap token>` and is
+answered with the step's session secret; every later one carries `Bearer <session secret>`.
+Every answer comes in DRF's error shape.
 Bodies are raw bytes, bounded per request: the server's own request body limit applies too.
 """
 
@@ -20,6 +22,8 @@ from epic.worker import stepio
 
 TAR_TYPE = "application/x-tar"
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
+OFFSET_PATTERN = re.compile(r"[0-9]{1,15}")
+NUMBER_PATTERN = re.compile(r"[0-9]{1,20}")
 # Exit codes as a shell reports them: 0 to 255 (128 + N for signal N).
 MAX_EXIT_CODE = 255
 
@@ -34,22 +38,37 @@ class StepIOView(APIView):
     schema = None
 
     def initial(self, request, *args, **kwargs):
-        """Check the step's token before any handler runs."""
+        """Check the step's credential before any handler runs."""
         super().initial(request, *args, **kwargs)
         self.step = self.authorise(kwargs["step_id"], request.headers.get("Authorization", ""))
 
     def authorise(self, step_id: int, authorization: str) -> stepio.StepFolders:
-        """The step, provided the token is its own and it runs."""
+        """The step, provided the session secret is its own and it runs."""
         return stepio.running_step(step_id, authorization)
 
 
+class ChangeView(StepIOView):
+    """A request that changes what the server holds of the step: refused once it ended."""
+
+    def authorise(self, step_id: int, authorization: str) -> stepio.StepFolders:
+        """The running step of the session secret, provided its exit code is not recorded."""
+        step = super().authorise(step_id, authorization)
+        if self.request.method != "GET":
+            stepio.refuse_after_exit(step)
+        return step
+
+
 class SchedulerJobView(StepIOView):
-    """PUT: the node's first contact, naming the scheduler job it runs under."""
+    """PUT: the node's first contact, naming its Slurm job and spending the bootstrap token."""
+
+    def authorise(self, step_id: int, authorization: str) -> stepio.StepFolders:
+        """The step of the bootstrap token, in whatever state: the exchange checks it."""
+        return stepio.step_for_bootstrap(step_id, authorization)
 
     def put(self, request, step_id: int):
-        """Record the scheduler job id."""
-        stepio.record_scheduler_job(self.step, _positive_number(request, "scheduler_job"))
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        """Exchange the bootstrap token for the session secret, sent in the answer."""
+        secret = stepio.open_session(self.step, _positive_number(request, "scheduler_job"))
+        return Response({"session": secret})
 
 
 class BundleView(StepIOView):
@@ -60,7 +79,7 @@ class BundleView(StepIOView):
         return StreamingHttpResponse(stepio.bundle_archive(self.step), content_type=TAR_TYPE)
 
 
-class CaseView(StepIOView):
+class CaseView(ChangeView):
     """GET: the job's case folder as a tar. PUT: swap in the archive sent in parts."""
 
     def get(self, request, step_id: int):
@@ -74,7 +93,7 @@ class CaseView(StepIOView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class CasePartView(StepIOView):
+class CasePartView(ChangeView):
     """POST: one part of the case archive at its offset."""
 
     def post(self, request, step_id: int):
@@ -83,7 +102,7 @@ class CasePartView(StepIOView):
         return _appended(stepio.append_case_part, self.step, _offset(request), data)
 
 
-class LogView(StepIOView):
+class LogView(ChangeView):
     """POST: new bytes of one of the step's log streams, at their offset."""
 
     def post(self, request, step_id: int, stream: str):
@@ -98,18 +117,14 @@ class ExitView(StepIOView):
     """PUT: the step's exit code, the node's last request."""
 
     def authorise(self, step_id: int, authorization: str) -> stepio.StepFolders:
-        """Any state of a valid token's step: a retried last request may find it ended."""
-        return stepio.step_for_token(step_id, authorization)
+        """Any state of a valid session's step: a retried last request may find it ended."""
+        return stepio.step_for_session(step_id, authorization)
 
     def put(self, request, step_id: int):
-        """Record the exit code; repeating it once the step ended changes nothing."""
+        """Record the exit code; repeating it changes nothing, changing it is refused."""
         code = _number(request, "exit_code")
         if code > MAX_EXIT_CODE:
             raise exceptions.ValidationError({"exit_code": [f"At most {MAX_EXIT_CODE}."]})
-        if not self.step.running:
-            if stepio.repeats_exit_code(self.step, code):
-                return Response(status=status.HTTP_204_NO_CONTENT)
-            raise stepio.StepIODenied("The step does not run any more.")
         stepio.write_exit_code(self.step, code)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -133,6 +148,8 @@ def _body(request, limit: int) -> bytes:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError as error:
         raise exceptions.ParseError("Invalid Content-Length.") from error
+    if length < 0:
+        raise exceptions.ParseError("Invalid Content-Length.")
     if length > limit:
         raise RequestTooLarge(f"At most {limit} bytes per request.")
     stream, data = request.stream, bytearray()
@@ -147,7 +164,7 @@ def _body(request, limit: int) -> bytes:
 def _number(request, field: str) -> int:
     """A body holding one non-negative decimal number."""
     text = _body(request, stepio.VALUE_MAX_BYTES).strip()
-    if not text.isdigit() or len(text) > 20:
+    if not NUMBER_PATTERN.fullmatch(text.decode("latin-1")):
         raise exceptions.ValidationError({field: ["A non-negative whole number is required."]})
     return int(text)
 
@@ -163,7 +180,7 @@ def _positive_number(request, field: str) -> int:
 def _offset(request) -> int:
     """The `offset` query parameter: where in the stream the body's first byte goes."""
     text = request.query_params.get("offset", "")
-    if not text.isdigit() or len(text) > 15:
+    if not OFFSET_PATTERN.fullmatch(text):
         raise exceptions.ValidationError({"offset": ["A non-negative whole number is required."]})
     return int(text)
 

@@ -17,19 +17,24 @@ job id the step's wrapper reported when it first ran.
 
 Compute nodes share no disk with the server. The batch script is the wrapper
 (`epic.compute.slurm.wrapper`) with the step's settings: the API URL (EPIC_API_URL), the step's
-token and the node's scratch root (EPIC_SLURM_SCRATCH), which is also the job's working folder
-and holds its Slurm output file. On the node, the wrapper downloads from the server's step I/O
-endpoint the bundle this backend prepares in the server-side step folder (the same step
-runner the local backend uses, its spec and the application's scripts) and the job's case
-folder, runs the runner in a scratch folder of its own, so that `parallel` commands run under
-`srun --mpi=pmix` inside the job's allocation, and pushes the stdout, stderr and Slurm output
-back while it runs; at the end it sends the case folder back, then the exit code. The endpoint
-writes them where the local backend's runner would (stdout, stderr, exit in the step folder),
-so watching a step and reading its logs work on the server's own disk.
+one-time bootstrap token and the node's scratch root (EPIC_SLURM_SCRATCH), which is also the
+job's working folder and holds its Slurm output file. On the node, the wrapper downloads from
+the server's step I/O endpoint the bundle this backend prepares in the server-side step folder
+(the same step runner the local backend uses, its spec and the application's scripts) and the
+job's case folder, runs the runner in a scratch folder of its own, so that `parallel` commands
+run under `srun --mpi=pmix` inside the job's allocation, and pushes the stdout, stderr and
+Slurm output back while it runs; at the end it sends the case folder back, then the exit code.
+The endpoint writes them where the local backend's runner would (stdout, stderr, exit in the
+step folder), so watching a step and reading its logs work on the server's own disk.
 
 Limitation: steps run as the server's user (root, where the server runs as root), not under
 a uid of their own: sbatch's --uid refuses a uid without a passwd entry, which is what
 isolation gives each job.
+Limitation: jobs of all teams run as the server's user, so a job can read another job's batch
+script (`scontrol write batch_script`); the bootstrap token in it is one-time and bound to that
+step's Slurm job id, so it is useless once the step's own wrapper has started, but a job that
+reads it and wins the race before the step's wrapper starts could act as that step; real
+isolation needs a uid per team.
 Limitation: the case folder is copied to the first node of a step's allocation only: the
 ranks of a parallel command on other nodes find it only if EPIC_SLURM_SCRATCH is a folder the
 nodes share.
@@ -58,6 +63,7 @@ from epic.compute.remote import (
     LOG_FILES,
     NODE_PATH_KEYS,
     SCHEDULER_JOB_FILE,
+    SESSION_FILE,
     installation_id,
     recorded_scheduler_job,
     step_token,
@@ -231,7 +237,7 @@ class SlurmBackend:
         Nothing of a previous submission ran (none was adopted), so what it left is removed.
         """
         launch.step_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in (EXIT_FILE, SCHEDULER_JOB_FILE, *LOG_FILES.values()):
+        for leftover in (EXIT_FILE, SCHEDULER_JOB_FILE, SESSION_FILE, *LOG_FILES.values()):
             (launch.step_dir / leftover).unlink(missing_ok=True)
         launcher = srun_launcher(launch.num_tasks, max(1, launch.threads_per_task))
         write_bundle(launch, launcher)

@@ -4,7 +4,8 @@ The Slurm backend sends this module's source as the batch script, followed by th
 settings and a call of `main`, so nothing but python3 (3.8 or later) needs to be on the node,
 and nothing on the node touches the server's disk. The wrapper
 
-1. tells the server's step I/O endpoint which Slurm job it runs under (its first contact),
+1. tells the server's step I/O endpoint which Slurm job it runs under (its first contact), and
+   so exchanges the step's one-time bootstrap token for the session secret it uses from then on,
 2. downloads the step's bundle (the step runner, its spec and the application's scripts) and
    the job's case folder into a scratch folder of its own under the node's scratch root,
 3. runs the step runner there in a process group of its own, pushing new stdout, stderr and
@@ -53,6 +54,9 @@ STOPPED_RETRY_SECONDS = 15.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 CASE_FOLDER = "case"
 UPLOAD_ARCHIVE = "case-upload.tar"
+# What an archive from the server may hold: members, bytes of a name and of one of its parts.
+MAX_MEMBERS = 100_000
+MAX_NAME_BYTES, MAX_PART_BYTES = 1024, 255
 
 
 class StepIOError(Exception):
@@ -70,7 +74,7 @@ class StepIOError(Exception):
 
 
 class StepClient:
-    """Requests to the step I/O endpoint of one step, with its token."""
+    """Requests to one step's I/O endpoint, with its bootstrap token, then its session secret."""
 
     def __init__(self, api_url: str, step_id: int, token: str):
         if not api_url.startswith(("http://", "https://")):
@@ -224,7 +228,8 @@ def run_step(step: dict, client: StepClient, scratch: Path, stopper: Stopper) ->
     """Fetch, run, push and send back; return the step's exit code."""
     retry = step["retry_seconds"]
     slurm_job = os.environ.get("SLURM_JOB_ID", "")
-    client.call("PUT", "scheduler-job/", slurm_job.encode(), retry)
+    answer = client.call("PUT", "scheduler-job/", slurm_job.encode(), retry)
+    client.token = json.loads(answer)["session"]
     spec_path = fetch(step, client, scratch, retry)
     pusher = LogPusher(
         client,
@@ -354,14 +359,15 @@ def send_parts(client: StepClient, archive: Path, size: int, retry: float) -> No
 def pack(case: Path, archive: Path) -> tuple[int, str]:
     """Write the case folder to an uncompressed tar; return its size and SHA-256 digest.
 
-    Symbolic links that point out of the case folder, and sockets or devices, are left out.
+    Only plain files and folders go, as the server takes nothing else: links, sockets and
+    devices are left out.
     """
     with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted_entries(case):
             name = os.path.relpath(path, case)
-            if path.is_symlink() and not link_stays_inside(name, os.readlink(path)):
-                say(f"epic: {name} links out of the case folder; it is not sent back")
-            elif path.is_symlink() or path.is_dir() or path.is_file():
+            if path.is_symlink():
+                say(f"epic: {name} is a link; it is not sent back")
+            elif path.is_dir() or path.is_file():
                 tar.add(path, arcname=name, recursive=False)
     digest = hashlib.sha256()
     with open(archive, "rb") as stream:
@@ -379,35 +385,32 @@ def sorted_entries(root: Path):
 
 
 def extract(archive: Path, target: Path) -> None:
-    """Extract a tar from the server, refusing members that would leave `target`."""
+    """Extract a tar from the server, holding plain files and folders only, checked first."""
     with tarfile.open(archive, "r:") as tar:
-        members = tar.getmembers()
-        for member in members:
+        total = 0
+        for count, member in enumerate(tar, 1):
+            if count > MAX_MEMBERS:
+                raise ValueError(f"the archive has more than {MAX_MEMBERS} members")
             check_member(member)
+            total += member.size if member.isreg() else 0
+        if total > shutil.disk_usage(target).free:
+            raise ValueError(f"the archive's {total} bytes do not fit in {target}")
         if hasattr(tarfile, "data_filter"):
-            tar.extractall(target, members, filter="data")
+            tar.extractall(target, filter="data")
         else:
             # Without the filter (before Python 3.11.4), check_member has vetted every member.
-            tar.extractall(target, members)  # noqa: S202
+            tar.extractall(target)  # noqa: S202
 
 
 def check_member(member: tarfile.TarInfo) -> None:
-    """Refuse absolute names, `..`, links that leave the folder, and anything but files."""
-    parts = member.name.split("/")
-    if member.name.startswith("/") or ".." in parts:
+    """Refuse anything but plain files and folders, absolute names, `..` and over-long names."""
+    name = member.name.encode("utf-8", "surrogateescape")
+    if member.issparse() or not (member.isfile() or member.isdir()):
+        raise ValueError(f"archive member {member.name!r} is not a plain file or folder")
+    if member.name.startswith("/") or ".." in member.name.split("/"):
         raise ValueError(f"archive member {member.name!r} leaves its folder")
-    if member.issym() and not link_stays_inside(member.name, member.linkname):
-        raise ValueError(f"archive member {member.name!r} links out of its folder")
-    if not (member.isfile() or member.isdir() or member.issym()):
-        raise ValueError(f"archive member {member.name!r} is not a file, folder or link")
-
-
-def link_stays_inside(name: str, target: str) -> bool:
-    """Whether a relative link at `name` points at something inside the same folder tree."""
-    if os.path.isabs(target):
-        return False
-    resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
-    return resolved != ".." and not resolved.startswith("../")
+    if len(name) > MAX_NAME_BYTES or any(len(part) > MAX_PART_BYTES for part in name.split(b"/")):
+        raise ValueError(f"archive member name {member.name[:100]!r}... is too long")
 
 
 def say(message: str) -> None:
