@@ -133,7 +133,7 @@ def run_script(command: list[str], env: dict, home: Path, log: Path) -> list[str
         for line in script.stdout:
             lines.append(line.strip())
             if lines[-1] == "start-worker" and worker is None:
-                worker = start_worker(home)
+                worker = start_worker(home, env["EPIC_URL"])
                 script.stdin.write("go\n")
                 script.stdin.flush()
         script.wait(timeout=TIMEOUT_SECONDS)
@@ -144,11 +144,15 @@ def run_script(command: list[str], env: dict, home: Path, log: Path) -> list[str
     return lines
 
 
-def start_worker(home: Path) -> subprocess.Popen:
-    """An `epic worker` on the server's state, logging beside the server."""
+def start_worker(home: Path, api_url: str) -> subprocess.Popen:
+    """An `epic worker` on the server's state, logging beside the server.
+
+    It is told where the API server is, as a worker apart from it must be for Slurm queues.
+    """
+    env = {**server_env(home), "EPIC_API_URL": api_url.removesuffix("/api/v2")}
     with (home / "worker.log").open("ab") as log:
         return subprocess.Popen(
-            [str(EPIC), "worker"], env=server_env(home), stdout=log, stderr=subprocess.STDOUT
+            [str(EPIC), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
 
