@@ -301,7 +301,8 @@ class SlurmBackend:
         Asked once for a step whose exit code arrived, so that how Slurm ended it (such as its
         time limit) is not read from a state learned before the end.
         """
-        if time.monotonic() - self._learned_at < 0.5 and job is not None:
+        meaning = meaning_of(job.state) if job is not None else None
+        if meaning is not None and meaning.state == RunState.EXITED:
             return job
         try:
             fresh = commands.jobs_by_id(self._run, [backend_id])
