@@ -123,6 +123,7 @@ def new_steps(job, step_states) -> list:
         steps.append(
             JobStep(
                 job=job,
+                team_id=job.team_id,
                 index=index,
                 step_name=f"step {index + 1}",
                 plan={"commands": ["bash run.sh"], "environment": {}},

@@ -90,3 +90,19 @@ def test_array_submission_query_count_does_not_grow_with_jobs(alice, upload):
     # SQLite takes at most 999 parameters a query, so its INSERTs come in batches of some 30.
     assert many - few <= (50 - 5) // 10
     assert few <= 25
+
+
+def test_job_reads_take_a_query_per_kind_of_row(alice, upload):
+    # The token with its user and profile, the membership, then the rows shown: for a page a
+    # count and the jobs (or steps), and for jobs their queues and their steps.
+    add_objects(alice, upload, 3, 0)
+    job = alice.get("/api/v2/job/").json()["results"][0]
+    bounds = {
+        "/api/v2/job/": 6,
+        f"/api/v2/job/{job['id']}/": 5,
+        "/api/v2/jobstep/": 4,
+        f"/api/v2/jobstep/?parent_job={job['id']}": 4,
+    }
+
+    counts = {path: queries(alice, path) for path in bounds}
+    assert all(counts[path] <= bound for path, bound in bounds.items()), counts

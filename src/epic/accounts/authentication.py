@@ -28,7 +28,9 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             plain = header[1].decode("ascii")
         except UnicodeDecodeError as error:
             raise exceptions.AuthenticationFailed("Invalid token.") from error
-        token = ApiToken.objects.select_related("user").filter(key_hash=hash_token(plain)).first()
+        # The profile comes with the user: most requests read its team and display currency.
+        tokens = ApiToken.objects.select_related("user__profile")
+        token = tokens.filter(key_hash=hash_token(plain)).first()
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid token.")
 

@@ -19,6 +19,14 @@ from epic.jobs.states import (
 from epic.projects.models import Project
 
 
+def wallclock_of(start, end) -> str | None:
+    """The time from a step's start to its end (or to now) as H:MM:SS; None before it starts."""
+    if start is None:
+        return None
+    seconds = int(((end or timezone.now()) - start).total_seconds())
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 class JobArray(models.Model):
     """One submission: a named group of jobs sharing a configuration and common data."""
 
@@ -101,6 +109,8 @@ class JobStep(models.Model):
     """One step of a job: the commands it runs, its resources and what happened."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="steps")
+    # The job's team, repeated so that a team's steps are listed and counted from one index.
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+", db_index=False)
     index = models.PositiveIntegerField()
     step_name = models.CharField(max_length=30)
     run_if_previous_step_fails = models.BooleanField(default=False)
@@ -128,7 +138,17 @@ class JobStep(models.Model):
     class Meta:
         ordering = ["job_id", "index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="step_order")]
-        indexes = [models.Index(fields=["state"])]
+        indexes = [
+            models.Index(fields=["state"]),
+            # The order of the step list, newest job first, within a team.
+            models.Index(fields=["team", "-job", "index"]),
+        ]
+
+    def save(self, *args, **kwargs):
+        """Save the step, taking its team from its job when none was given."""
+        if self.team_id is None:
+            self.team_id = self.job.team_id
+        super().save(*args, **kwargs)
 
     @property
     def cores(self) -> int:
@@ -138,10 +158,7 @@ class JobStep(models.Model):
     @property
     def wallclock(self) -> str | None:
         """Elapsed run time as H:MM:SS, up to now while it runs."""
-        if self.start is None:
-            return None
-        seconds = int(((self.end or timezone.now()) - self.start).total_seconds())
-        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        return wallclock_of(self.start, self.end)
 
     def move_to(self, new_state: StepState, **fields) -> bool:
         """Change state if the step is still where this object last saw it; False if it was not."""

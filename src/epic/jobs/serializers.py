@@ -2,21 +2,66 @@
 
 from decimal import Decimal
 
+from django.db.models import F, Prefetch
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from epic.api.fields import StrictBooleanField, StrictCharField, StrictIntegerField
-from epic.billing.ledger import job_spend
 from epic.billing.pricing import money_text
-from epic.billing.services import in_currency
+from epic.billing.services import exchange_factor, in_currency
+from epic.catalog.models import Queue
 from epic.catalog.serializers import QueueSerializer
 from epic.data.paths import SCHEME, parse_folder_path
-from epic.jobs.models import Job, JobStep, LogRefresh
+from epic.jobs.models import Job, JobStep, LogRefresh, wallclock_of
+from epic.jobs.states import JobState, StepState
 from epic.licences.services import redact
 
 UPLOAD_ENDINGS = ["complete", "failure", "cancel"]
 TASK_DISTRIBUTIONS = ["core", "socket", "node", "device"]
 MAX_HOURS = 24 * 365
+# What the step list shows of a step, read as rows: lists of jobs carry many steps.
+STEP_COLUMNS = [
+    "id",
+    "job_id",
+    "run_if_previous_step_fails",
+    "step_name",
+    "node_count",
+    "num_tasks",
+    "tasks_per_node",
+    "threads_per_task",
+    "max_runtime",
+    "state",
+    "exit_code",
+    "start",
+    "end",
+    "local_job_id",
+    "scheduler_reason",
+]
+# What JobSerializer reads of a job and of the rows it names.
+JOB_COLUMNS = [
+    "app_version__app_code",
+    "app_version__application__product_name",
+    "submitted_by__username",
+    "name",
+    "array",
+    "queue",
+    "project",
+    "invoice_reference",
+    "app_options",
+    "config",
+    "input_path",
+    "state",
+    "status_reason",
+    "requires_auth",
+    "quoted_cost",
+    "quoted_costs",
+    "cost_currency",
+    "created",
+]
+# The status each state is shown as, as get_state_display() answers it but without its work.
+JOB_STATUS = dict(JobState.choices)
+STEP_STATUS = dict(StepState.choices)
 
 
 class TaskSpecSerializer(serializers.Serializer):
@@ -114,34 +159,42 @@ class JobStepSerializer(serializers.ModelSerializer):
             "scheduler_reason",
         ]
 
-    def to_representation(self, step: JobStep) -> dict:
-        """The fields above, built directly: lists of jobs carry many steps."""
-        return {
-            "id": step.pk,
-            "parent_job": step.job_id,
-            "run_if_previous_step_fails": step.run_if_previous_step_fails,
-            "step_name": step.step_name,
-            "node_count": step.node_count,
-            "num_tasks": step.num_tasks,
-            "tasks_per_node": step.tasks_per_node,
-            "threads_per_task": step.threads_per_task,
-            "max_runtime": step.max_runtime,
-            "status": step.get_state_display(),
-            "exit_code": step.exit_code,
-            "start": _timestamp(step.start),
-            "end": _timestamp(step.end),
-            "wallclock": step.wallclock,
-            "local_job_id": step.local_job_id,
-            "scheduler_reason": step.scheduler_reason,
-        }
+    def to_representation(self, step: dict) -> dict:
+        """The fields above, built directly from a row of STEP_COLUMNS: lists carry many."""
+        return step_fields(step, timezone.get_current_timezone())
 
 
-_DATETIME = serializers.DateTimeField()
+def step_fields(step: dict, zone) -> dict:
+    """A step, read as a row of STEP_COLUMNS, as lists show it: JobStepSerializer's fields.
+
+    Timestamps are shown in `zone`, the current time zone, read once by the caller.
+    """
+    return {
+        "id": step["id"],
+        "parent_job": step["job_id"],
+        "run_if_previous_step_fails": step["run_if_previous_step_fails"],
+        "step_name": step["step_name"],
+        "node_count": step["node_count"],
+        "num_tasks": step["num_tasks"],
+        "tasks_per_node": step["tasks_per_node"],
+        "threads_per_task": step["threads_per_task"],
+        "max_runtime": step["max_runtime"],
+        "status": STEP_STATUS.get(step["state"], step["state"]),
+        "exit_code": step["exit_code"],
+        "start": _timestamp(step["start"], zone),
+        "end": _timestamp(step["end"], zone),
+        "wallclock": wallclock_of(step["start"], step["end"]),
+        "local_job_id": step["local_job_id"],
+        "scheduler_reason": step["scheduler_reason"],
+    }
 
 
-def _timestamp(moment) -> str | None:
-    """A datetime as DRF writes it, or None."""
-    return None if moment is None else _DATETIME.to_representation(moment)
+def _timestamp(moment, zone) -> str | None:
+    """A datetime in a time zone as DRF's DateTimeField writes it (ISO 8601, Z for UTC)."""
+    if moment is None:
+        return None
+    text = moment.astimezone(zone).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class JobLogSerializer(serializers.Serializer):
@@ -178,6 +231,34 @@ class JobStepDetailSerializer(JobStepSerializer):
         return serializers.ModelSerializer.to_representation(self, step)
 
 
+def attach_steps(jobs: list[Job]) -> None:
+    """Give each job its steps, as rows of STEP_COLUMNS with their charges, in one query."""
+    by_job = {job.pk: [] for job in jobs}
+    rows = (
+        JobStep.objects.filter(job_id__in=by_job)
+        .order_by("index")
+        .values(*STEP_COLUMNS, charge=F("spend__amount"))
+    )
+    for row in rows:
+        by_job[row["job_id"]].append(row)
+    for job in jobs:
+        job.shown_steps = by_job[job.pk]
+
+
+class JobListSerializer(serializers.ListSerializer):
+    """Jobs, with the steps of them all read at once."""
+
+    def to_representation(self, data) -> list:
+        """Each job as JobSerializer shows it."""
+        jobs = list(data)
+        attach_steps(jobs)
+        return [self.child.to_representation(job) for job in jobs]
+
+
+# One serializer shows every job's queue: its fields are built once, not for every request.
+SHOWN_QUEUE = QueueSerializer()
+
+
 class JobSerializer(serializers.ModelSerializer):
     """A job as users read it."""
 
@@ -197,6 +278,7 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
+        list_serializer_class = JobListSerializer
         fields = [
             "id",
             "name",
@@ -219,12 +301,43 @@ class JobSerializer(serializers.ModelSerializer):
             "status_reason",
         ]
 
+    def to_representation(self, job: Job) -> dict:
+        """The fields above, built directly: a page of jobs is read on every poll.
+
+        The job should come from `with_shown_fields`; its steps are read here unless a list
+        read them for all its jobs.
+        """
+        if not hasattr(job, "shown_steps"):
+            attach_steps([job])
+        zone = timezone.get_current_timezone()
+        return {
+            "id": job.pk,
+            "name": job.name,
+            "app": job.app_version.application.product_name,
+            "app_options": job.app_options,
+            "application_version": job.app_version.app_code,
+            "cost": self.get_cost(job),
+            "status": JOB_STATUS.get(job.state, job.state),
+            "submitted_by": job.submitted_by.username,
+            "submitted_at": _timestamp(job.created, zone),
+            "finished": job.finished,
+            "resource": self.get_resource(job),
+            "project": job.project_id,
+            "invoice_reference": self.get_invoice_reference(job),
+            "config": job.config,
+            "job_steps": [step_fields(step, zone) for step in job.shown_steps],
+            "input_data": self.get_input_data(job),
+            "requires_auth": job.requires_auth,
+            "array": job.array_id,
+            "status_reason": job.status_reason,
+        }
+
     @extend_schema_field(QueueSerializer)
     def get_resource(self, job: Job) -> dict:
         """The job's queue, serialised once per queue for a whole list."""
-        cache = self.root.context.setdefault("queues_shown", {})
+        cache = self.context.setdefault("queues_shown", {})
         if job.queue_id not in cache:
-            cache[job.queue_id] = QueueSerializer(job.queue).data
+            cache[job.queue_id] = SHOWN_QUEUE.to_representation(job.queue)
         return cache[job.queue_id]
 
     def get_cost(self, job: Job) -> str:
@@ -233,12 +346,15 @@ class JobSerializer(serializers.ModelSerializer):
         currency = self.context.get("currency", job.cost_currency)
         if not job.finished and currency in job.quoted_costs:
             return money_text(Decimal(job.quoted_costs[currency]), currency)
-        amount = job.quoted_cost
-        if job.finished:
-            charged = getattr(job, "charged", None)
-            amount = job_spend(job) if charged is None else charged
-        factor = self.context.get("exchange_factor")
-        return money_text(in_currency(amount, currency, factor), currency)
+        amount = _charged(job) if job.finished else job.quoted_cost
+        return money_text(in_currency(amount, currency, self.currency_factor(currency)), currency)
+
+    def currency_factor(self, currency: str) -> Decimal:
+        """Units of `currency` per unit of the base currency, read once for a whole list."""
+        factors = self.context.setdefault("exchange_factors", {})
+        if currency not in factors:
+            factors[currency] = exchange_factor(currency)
+        return factors[currency]
 
     def get_invoice_reference(self, job: Job) -> str | None:
         """The invoice reference, or null when none was given."""
@@ -247,6 +363,25 @@ class JobSerializer(serializers.ModelSerializer):
     def get_input_data(self, job: Job) -> dict:
         """The input folder as an epic:// path."""
         return {"path": SCHEME + job.input_path}
+
+
+def with_shown_fields(jobs):
+    """Jobs with what JobSerializer shows of them, and nothing else.
+
+    The names it shows are joined in (a count leaves such joins out); a page's queues are
+    read in one more query, and its steps in another when it is shown.
+    """
+    return (
+        jobs.select_related("app_version__application", "submitted_by")
+        .only(*JOB_COLUMNS)
+        .prefetch_related(Prefetch("queue", queryset=Queue.objects.select_related("cluster")))
+    )
+
+
+def _charged(job: Job) -> Decimal:
+    """What a job's steps were charged."""
+    charges = (step["charge"] for step in job.shown_steps if step["charge"] is not None)
+    return sum(charges, Decimal(0))
 
 
 class LogRefreshSerializer(serializers.ModelSerializer):

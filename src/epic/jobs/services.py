@@ -303,6 +303,7 @@ def _step(job: Job, index: int, plan: StepPlan) -> JobStep:
     """A JobStep row for a planned step."""
     return JobStep(
         job=job,
+        team_id=job.team_id,
         index=index,
         step_name=plan.name,
         run_if_previous_step_fails=plan.run_if_previous_step_fails,

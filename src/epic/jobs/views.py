@@ -2,10 +2,7 @@
 
 import re
 from datetime import timedelta
-from decimal import Decimal
 
-from django.db.models import OuterRef, Prefetch, Subquery, Sum
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -15,14 +12,13 @@ from rest_framework.response import Response
 
 from epic.accounts.services import current_membership, profile_of
 from epic.billing.authorisation import decide
-from epic.billing.models import SpendEntry
 from epic.billing.pricing import money
 from epic.billing.serializers import JobAuthDecisionSerializer, JobAuthStatusSerializer
-from epic.billing.services import exchange_factor
 from epic.billing.views import auth_status
 from epic.jobs import residuals
 from epic.jobs.models import Job, JobStep, LogRefresh
 from epic.jobs.serializers import (
+    STEP_COLUMNS,
     JobArraySpecSerializer,
     JobLogSerializer,
     JobQuoteSerializer,
@@ -33,6 +29,7 @@ from epic.jobs.serializers import (
     JobStepSerializer,
     JobUpdateSerializer,
     LogRefreshSerializer,
+    with_shown_fields,
 )
 from epic.jobs.services import (
     SubmissionLookups,
@@ -47,6 +44,8 @@ from epic.jobs.states import StepState
 from epic.worker.wakeup import wake_worker
 
 POSITIVE_ID = re.compile(r"[1-9][0-9]{0,17}")
+# The actions that answer with JobSerializer.
+SHOWN_ACTIONS = {"list", "retrieve", "create"}
 # A refresh answered this recently counts as an answer to a repeated request.
 REFRESH_REUSE = timedelta(seconds=5)
 
@@ -67,37 +66,22 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     serializer_class = JobSerializer
 
     def get_queryset(self):
-        """The team's jobs, newest first, with what the serializer reads prefetched."""
+        """The team's jobs, newest first, with what the action reads fetched with them."""
         if getattr(self, "swagger_fake_view", False):
             return Job.objects.none()
         team = current_membership(self.request).team
-        # A correlated subquery, so that neither the page nor its count joins every step.
-        charged_per_job = (
-            SpendEntry.objects.filter(step__job=OuterRef("pk"))
-            .values("step__job")
-            .annotate(total=Sum("amount"))
-            .values("total")
-        )
-        jobs = (
-            Job.objects.filter(team=team)
-            .select_related("app_version__application", "submitted_by", "queue__cluster")
-            .prefetch_related(Prefetch("steps", queryset=JobStep.objects.order_by("index")))
-            .annotate(charged=Coalesce(Subquery(charged_per_job), Decimal(0)))
-            .order_by("-id")
-        )
+        jobs = Job.objects.filter(team=team).order_by("-id")
         array = positive_int_param(self.request, "job_array")
         if array is not None:
             jobs = jobs.filter(array_id=array)
-        return jobs
+        if self.action in SHOWN_ACTIONS:
+            return with_shown_fields(jobs)
+        return jobs.select_related("app_version__application", "submitted_by", "queue__cluster")
 
     def get_serializer_context(self) -> dict:
         """Money is shown in the reader's display currency."""
         currency = profile_of(self.request.user).display_currency
-        return {
-            **super().get_serializer_context(),
-            "currency": currency,
-            "exchange_factor": exchange_factor(currency),
-        }
+        return {**super().get_serializer_context(), "currency": currency}
 
     @extend_schema(request=JobArraySpecSerializer, responses={201: JobSerializer(many=True)})
     def create(self, request):
@@ -210,8 +194,10 @@ class JobStepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         if getattr(self, "swagger_fake_view", False):
             return JobStep.objects.none()
         team = current_membership(self.request).team
-        steps = JobStep.objects.filter(job__team=team).order_by("-job_id", "index")
-        if self.action != "list":
+        steps = JobStep.objects.filter(team=team).order_by("-job_id", "index")
+        if self.action == "list":
+            steps = steps.values(*STEP_COLUMNS)
+        else:
             steps = steps.select_related("job__app_version")
         parent = positive_int_param(self.request, "parent_job")
         if parent is not None:
@@ -248,7 +234,7 @@ class LogRefreshViewSet(
     def get_queryset(self):
         """Refresh requests of the caller's current team."""
         team = current_membership(self.request).team
-        return LogRefresh.objects.filter(step__job__team=team)
+        return LogRefresh.objects.filter(step__team=team)
 
     def create(self, request):
         """Ask for fresh logs; a recent answer or a step that has ended answers at once."""
@@ -256,7 +242,7 @@ class LogRefreshViewSet(
         if isinstance(step_id, bool) or not isinstance(step_id, int):
             raise serializers.ValidationError({"job_step": ["A job step id is required."]})
         team = current_membership(request).team
-        step = JobStep.objects.filter(pk=step_id, job__team=team).first()
+        step = JobStep.objects.filter(pk=step_id, team=team).first()
         if step is None:
             raise serializers.ValidationError({"job_step": [f"No job step {step_id}."]})
 
