@@ -2,6 +2,7 @@
 
 import pytest
 
+from epic.catalog.models import Queue
 from epic.jobs.models import Job, JobStep
 from epic.jobs.states import StepState
 from tests.conftest import client_for
@@ -61,6 +62,25 @@ def test_cancelling_a_running_step_stops_it(alice, submit_script, worker):
     assert alice.get(f"/api/v2/job/{job_id}/").json()["status"] == "Job Cancelled"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_the_waiting_step_of_a_running_job_ends_the_job(alice, submit_script, worker):
+    cores = Queue.objects.get(queue_code="local").max_allocation
+    blocker = submit_script("busy", "sleep 60\n", partitions=cores)
+    waiting = submit_script("case", "true\n")
+    run_until(worker, lambda: JobStep.objects.get(job_id=waiting).state == StepState.QUEUED)
+    step_id = JobStep.objects.get(job_id=waiting).pk
+
+    assert alice.post(f"/api/v2/jobstep/{step_id}/cancel/").status_code == 204
+    run_until(worker, finished(waiting), timeout=15)
+
+    job = alice.get(f"/api/v2/job/{waiting}/").json()
+    assert job["status"] == "Job Cancelled"
+    assert job["finished"] is True
+    assert JobStep.objects.get(pk=step_id).state == StepState.CANCELLED
+    assert alice.post(f"/api/v2/job/{blocker}/cancel/").status_code == 204
+    run_until(worker, finished(blocker), timeout=30)
+
+
 @pytest.mark.django_db
 def test_other_team_cannot_change_or_cancel(bob, pending_job):
     step_id = JobStep.objects.get(job_id=pending_job).pk
@@ -97,3 +117,17 @@ def test_team_member_count_counts_every_member(alice):
     team = alice.get("/api/v2/teams/").json()["results"][0]
 
     assert team["number_of_members"] == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["variables=Ux,p", "variables=Ux&variables=p"])
+def test_residual_variables_are_named_repeated_or_comma_separated(alice, pending_job, query):
+    fields = {"Ux": [1.0, 0.5], "Uy": [2.0, 1.0], "p": [3.0, 2.0]}
+    JobStep.objects.filter(job_id=pending_job).update(
+        residuals={"times": [0.1, 0.2], "fields": fields}
+    )
+
+    answer = alice.get(f"/api/v2/job/{pending_job}/residuals/?{query}").json()
+
+    assert answer["variables"] == ["Ux", "Uy", "p"]
+    assert [series["variable_name"] for series in answer["residual_values"]] == ["time", "Ux", "p"]

@@ -1,5 +1,6 @@
 """File and folder endpoints: what the caller's own data store prefix holds, with stable ids."""
 
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 
 from epic.data.file_serializers import (
@@ -14,6 +15,7 @@ from epic.data.models import DataFile, DataFolder
 from epic.data.paths import user_prefix
 
 
+@extend_schema_view(list=extend_schema(parameters=[DataFilterSerializer]))
 class IndexedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Lists and reads of the caller's own index rows, synced with the store before each."""
 

@@ -29,6 +29,7 @@ from epic.jobs.states import ACTIVE_STEP_STATES, AuthState, JobState, StepState
 from epic.projects.models import Project
 from epic.software.base import StepPlan, TaskSpec
 from epic.software.registry import get_driver
+from epic.worker import lifecycle
 from epic.worker.wakeup import wake_worker
 
 logger = logging.getLogger(__name__)
@@ -384,13 +385,16 @@ def update_pending(job: Job, app_options: dict | None, config: dict | None) -> J
     return job
 
 
+@transaction.atomic
 def cancel_step(step: JobStep) -> None:
     """Cancel one step: a running one is stopped, a waiting one will not run."""
     if step.state in ACTIVE_STEP_STATES:
         JobStep.objects.filter(pk=step.pk, stop_requested="").update(
             stop_requested="cancel", stop_requested_at=timezone.now()
         )
-    elif step.state in (StepState.PENDING, StepState.QUEUED):
-        step.move_to(StepState.CANCELLED)
+    elif step.state in (StepState.PENDING, StepState.QUEUED) and step.move_to(StepState.CANCELLED):
+        # No backend will report the end of a step that never ran: the job moves on now,
+        # as after any step's end (the next step runs or is skipped, or the job ends).
+        lifecycle.advance(step.job)
     transaction.on_commit(wake_worker)
     logger.info("Job %s: step %s cancellation requested", step.job_id, step.step_name)

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -60,6 +60,11 @@ def positive_int_param(request, name: str) -> int | None:
     return int(value)
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("job_array", int, description="The id of a job array.")]
+    )
+)
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The jobs of the caller's current team."""
 
@@ -158,7 +163,10 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "variables", OpenApiTypes.STR, description="Comma-separated variable names."
+                "variables",
+                OpenApiTypes.STR,
+                many=True,
+                description="Variable names: repeated, or separated by commas.",
             )
         ],
         responses=JobResidualsSerializer,
@@ -167,8 +175,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def residuals(self, request, pk=None):
         """The solver residuals of the job, with simulation time as the x axis."""
         job = self.get_object()
-        variables = request.query_params.get("variables")
-        wanted = [name for name in variables.split(",") if name] if variables else None
+        given = request.query_params.getlist("variables")
+        wanted = [name for value in given for name in value.split(",") if name] or None
         return Response(residuals.for_job(job, wanted))
 
 
@@ -186,6 +194,11 @@ def _price_json(price) -> dict:
     }
 
 
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[OpenApiParameter("parent_job", int, description="The id of a job.")]
+    )
+)
 class JobStepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The steps of the caller's current team's jobs."""
 
