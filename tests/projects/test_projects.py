@@ -56,6 +56,21 @@ def test_project_read_shows_every_field(alice, project):
     }
 
 
+def test_project_and_team_money_follow_the_display_currency(alice, project):
+    project.spend_limit = Decimal("250.00")
+    project.save()
+    Membership.objects.filter(user=alice.user).update(role=Role.ADMIN)
+    alice.patch("/api/v2/profile/settings/", {"display_currency": "EUR"}, format="json")
+
+    shown = alice.get(f"/api/v2/projects/{project.pk}/").json()
+    team = alice.get(f"/api/v2/teams/{project.team_id}/").json()
+
+    # At the default 1.17 euros a pound.
+    assert shown["spend_limit"] == {"amount": "292.50", "currency": "EUR", "currency_symbol": "€"}
+    assert shown["current_spend"] == {"amount": "0.00", "currency": "EUR", "currency_symbol": "€"}
+    assert team["monthly_spend"] == "€0.00"
+
+
 def test_user_may_not_update_a_project(alice, project):
     response = alice.patch(f"/api/v2/projects/{project.pk}/", {"closed": True}, format="json")
 

@@ -37,10 +37,12 @@ class TeamDetailSerializer(TeamSerializer):
         """What the team has been charged this month; shown to its admins and owners only."""
         from epic.billing.ledger import month_spend
         from epic.billing.pricing import money_text
+        from epic.billing.services import in_currency, reader_currency
 
         if team.caller_role not in ("admin", "owner"):
             return None
-        return money_text(month_spend(team=team))
+        currency = reader_currency(self.context)
+        return money_text(in_currency(month_spend(team=team), currency), currency)
 
     def get_members(self, team: Team) -> str:
         """Members as `user_id:role` pairs separated by commas."""

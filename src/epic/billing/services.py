@@ -104,6 +104,16 @@ def in_base_currency(amount: Decimal, currency: str) -> Decimal:
     return exact.quantize(Decimal(1).scaleb(-LIMIT_PLACES), rounding=ROUND_HALF_UP)
 
 
+def reader_currency(serializer_context: dict) -> str:
+    """The display currency of the user a serializer answers (the base currency without one)."""
+    from epic.accounts.services import profile_of
+
+    request = serializer_context.get("request")
+    if request is None or not request.user.is_authenticated:
+        return PricingPolicy.current().base_currency
+    return profile_of(request.user).display_currency
+
+
 def display_money(amount: Decimal, currency: str) -> dict:
     """A base-currency amount as a money object in a display currency."""
     return money(in_currency(amount, currency), currency)

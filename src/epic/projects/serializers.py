@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from epic.api.fields import StrictBooleanField, StrictCharField
-from epic.billing.pricing import money
+from epic.billing.services import display_money, reader_currency
 from epic.projects.models import Project
 
 
@@ -54,13 +54,13 @@ class ProjectDetailSerializer(ProjectSerializer):
         return project.spend_limit is not None
 
     def get_spend_limit(self, project: Project) -> dict | None:
-        """The monthly spend limit, or null when there is none."""
+        """The monthly spend limit in the reader's display currency, or null when there is none."""
         if project.spend_limit is None:
             return None
-        return money(project.spend_limit)
+        return display_money(project.spend_limit, reader_currency(self.context))
 
     def get_current_spend(self, project: Project) -> dict:
-        """What the project's jobs have been charged this month."""
+        """What the project's jobs have been charged this month, in the reader's currency."""
         from epic.billing.ledger import month_spend
 
-        return money(month_spend(project=project))
+        return display_money(month_spend(project=project), reader_currency(self.context))
