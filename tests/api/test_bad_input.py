@@ -27,6 +27,20 @@ def test_oversized_body_is_refused_with_413(alice):
     assert Job.objects.count() == 0
 
 
+@pytest.mark.parametrize("path", ["/api/v2/job/", "/api/v2/teams/", "/api/v2/job/quote/"])
+def test_too_many_query_parameters_are_refused_with_400(alice, client, path):
+    query = "&".join(f"p{number}=1" for number in range(1001))
+
+    for caller in (alice, client):
+        response = caller.get(f"{path}?{query}")
+
+        assert response.status_code == 400
+        assert response.json() == {
+            "detail": "The request has too many parameters.",
+            "code": "parse_error",
+        }
+
+
 def test_non_json_body_is_refused_with_415(alice):
     response = alice.post("/api/v2/job/", "name=x", content_type="text/plain")
 

@@ -2,7 +2,12 @@
 
 import logging
 
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+)
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -35,6 +40,11 @@ def exception_handler(exc, context) -> Response | None:
         exc = exceptions.PermissionDenied()
     elif isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge()
+    elif isinstance(exc, TooManyFieldsSent):
+        exc = exceptions.ParseError("The request has too many parameters.")
+    elif isinstance(exc, SuspiciousOperation):
+        logger.warning("Refused a malformed request: %s", exc)
+        exc = exceptions.ParseError("The request is malformed.")
 
     response = drf_exception_handler(exc, context)
     if response is None:
