@@ -22,6 +22,8 @@ from epic.worker.staging import install_case
 
 logger = logging.getLogger(__name__)
 
+# The fields of its steps that decide how a job moves on.
+DECIDING_FIELDS = ("id", "job_id", "index", "state", "run_if_previous_step_fails")
 STOP_CANCEL = "cancel"
 STOP_TIMEOUT = "timeout"
 
@@ -39,16 +41,34 @@ def start_running(job: Job, worker: str, staged: Path) -> bool:
     Only while `worker` still holds the job in stage-in: a worker whose lease lapsed meanwhile
     gets False, and its copy is not used.
     """
-    held = Job.objects.select_for_update().filter(
-        pk=job.pk, worker=worker, state=JobState.STAGING_IN
-    )
-    if not held.exists():
+    # One conditional update both checks the hold and takes the row until the commit.
+    now = timezone.now()
+    held = Job.objects.filter(pk=job.pk, worker=worker, state=JobState.STAGING_IN)
+    if not held.update(state=JobState.RUNNING, staged_in_at=now):
         return False
     install_case(job.pk, staged)
-    job.state = JobState.STAGING_IN
-    job.move_to(JobState.RUNNING, staged_in_at=timezone.now())
-    advance(job)
+    job.state, job.staged_in_at = JobState.RUNNING, now
+    if not _queue_all_steps_of_new_job(job):
+        advance(job)
     return True
+
+
+def _queue_all_steps_of_new_job(job: Job) -> bool:
+    """Queue every step of a job that starts on a scheduler that chains its steps.
+
+    On such a scheduler every step of a job whose steps are all pending is queued at once
+    (see `advance`): one update does it. False where `advance` must decide: another kind of
+    backend, a cancel request, or a step already moved on (a step cancelled before the start).
+    """
+    if not backend_for(job.queue).queues_steps:
+        return False
+    moved_on = [state for state in StepState if state != StepState.PENDING]
+    fresh = Job.objects.filter(pk=job.pk, cancel_requested=False).exclude(
+        steps__state__in=moved_on
+    )
+    return bool(
+        job.steps.filter(job__in=fresh, state=StepState.PENDING).update(state=StepState.QUEUED)
+    )
 
 
 def fail_before_start(job: Job, reason: str) -> None:
@@ -72,7 +92,8 @@ def advance(job: Job) -> None:
     if job.cancel_requested:
         cancel_unstarted_steps(job)
 
-    steps = list(job.steps.order_by("index"))
+    # What deciding needs; move_to changes a step by its id and state alone.
+    steps = list(job.steps.only(*DECIDING_FIELDS).order_by("index"))
     chained = backend_for(job.queue).queues_steps
     for step in steps:
         if step.state not in (StepState.PENDING, StepState.QUEUED):

@@ -38,6 +38,8 @@ CHARGE_INTERVAL = timedelta(minutes=2)
 WATCH_INTERVAL = timedelta(seconds=0.5)
 # How long staging work that failed unexpectedly waits before it is tried again.
 STAGING_RETRY = timedelta(seconds=30)
+# Steps per update when saving the scheduler's reasons, well under SQLite's parameter limit.
+REASON_BATCH = 500
 
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
@@ -128,6 +130,8 @@ class Worker:
         self._lock = threading.Lock()
         self._logs_read_at: dict[int, object] = {}
         self._launches: dict[int, object] = {}
+        # Scheduler reasons noted while watching, by reason: the ids of the steps they are for.
+        self._reasons: dict[str, list[int]] = {}
         self._licences: dict[tuple[int, int], dict[str, str]] = {}
 
     def run(self, stop: threading.Event) -> None:
@@ -432,12 +436,14 @@ class Worker:
             .order_by("job_id", "index")
         )
         self._refresh_backends(active)
+        self._reasons = {}
         for step in active:
             try:
                 self._watch_one(step)
             except Exception:
                 # One step's fault (a bad log, a lost file) must not stop the others.
                 logger.exception("Job %s: watching step %s failed", step.job_id, step.pk)
+        self._save_reasons()
 
     def _watch_one(self, step: JobStep) -> None:
         """Move one step on from what its backend reports."""
@@ -496,10 +502,19 @@ class Worker:
             backend.refresh(launches)
 
     def _note_reason(self, step: JobStep, reason: str | None) -> None:
-        """Keep the scheduler's word on a step (such as why it still waits) for users to see."""
+        """Note the scheduler's word on a step (such as why it still waits) for users to see."""
         reason = (reason or "")[:200]
         if reason != step.scheduler_reason:
-            JobStep.objects.filter(pk=step.pk).update(scheduler_reason=reason)
+            step.scheduler_reason = reason
+            self._reasons.setdefault(reason, []).append(step.pk)
+
+    def _save_reasons(self) -> None:
+        """Save the reasons noted in this pass: one update per reason, not one per step."""
+        for reason, step_ids in self._reasons.items():
+            for start in range(0, len(step_ids), REASON_BATCH):
+                batch = step_ids[start : start + REASON_BATCH]
+                JobStep.objects.filter(pk__in=batch).update(scheduler_reason=reason)
+        self._reasons = {}
 
     def _charge_if_due(self, step: JobStep) -> None:
         """Charge a running step for what it has used, every CHARGE_INTERVAL."""
