@@ -41,6 +41,25 @@ def test_too_many_query_parameters_are_refused_with_400(alice, client, path):
         }
 
 
+@pytest.mark.parametrize("name", ["limit", "offset"])
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5", "0x10", "9" * 19, "\u0661", " 5", "5 "])
+@pytest.mark.parametrize("path", ["/api/v2/job/", "/api/v2/jobstep/", "/api/v2/teams/"])
+def test_bad_page_positions_are_refused_naming_them(alice, path, name, value):
+    response = alice.get(path, {name: value})
+
+    assert response.status_code == 400
+    assert list(response.json()) == [name]
+
+
+def test_a_limit_of_zero_is_refused_and_a_large_one_capped(alice):
+    assert alice.get("/api/v2/job/", {"limit": "0"}).json() == {"limit": ["Must be at least 1."]}
+
+    page = alice.get("/api/v2/teams/", {"limit": "5000", "offset": "0"}).json()
+
+    assert page["count"] == 1
+    assert page["next"] is None
+
+
 def test_non_json_body_is_refused_with_415(alice):
     response = alice.post("/api/v2/job/", "name=x", content_type="text/plain")
 

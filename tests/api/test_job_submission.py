@@ -70,6 +70,10 @@ def test_valid_spec_creates_a_pending_job_with_steps(alice):
             {"input_data": {"path": ["epic://empty/ holds no data."]}},
         ),
         ({"app_options": {"script": "../run.sh"}}, None),
+        (
+            {"app_options": {"script": "run.sh", "tasks": 1}},
+            {"app_options": {"tasks": ["Unknown option."]}},
+        ),
         ({"spec__tasks": []}, None),
         ({"spec__tasks": [{"reference": "run", "partitions": "1", "runtime": 1}]}, None),
         ({"spec__tasks": [{"reference": "run", "partitions": 10**6, "runtime": 1}]}, None),

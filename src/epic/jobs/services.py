@@ -167,7 +167,9 @@ def prepare_binding(binding: dict, membership, lookups: SubmissionLookups | None
     try:
         options = driver.validate(binding["app_options"], tasks)
     except serializers.ValidationError as error:
-        key = "spec" if "tasks" in error.detail else "app_options"
+        # Drivers report task errors under "tasks"; an option of that name is no task error.
+        about_tasks = "tasks" in error.detail and "tasks" not in binding["app_options"]
+        key = "spec" if about_tasks else "app_options"
         raise serializers.ValidationError({key: error.detail}) from error
     plans = driver.plan_steps(options, tasks)
     try:
