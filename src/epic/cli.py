@@ -150,7 +150,7 @@ def _billing_team(args) -> int:
     for option, field in BILLING_OPTIONS.items():
         value = getattr(args, option)
         if value is not None:
-            setattr(billing, field, value)
+            setattr(billing, field, None if value == NO_LIMIT else value)
     billing.save()
     print(_billing_text(billing))
     return 0
@@ -199,6 +199,11 @@ def _amount(text: str) -> Decimal:
     return value
 
 
+def _limit(text: str) -> Decimal | str:
+    """A monthly limit from the command line, or NO_LIMIT for "none"."""
+    return NO_LIMIT if text == NO_LIMIT else _amount(text)
+
+
 def _yes_no(text: str) -> bool:
     """A yes/no switch from the command line."""
     if text not in ("yes", "no", "on", "off"):
@@ -206,6 +211,8 @@ def _yes_no(text: str) -> bool:
     return text in ("yes", "on")
 
 
+# What `--monthly-limit` takes to remove a team's limit.
+NO_LIMIT = "none"
 BILLING_OPTIONS = {
     "discount": "discount_rate",
     "monthly_limit": "monthly_limit",
@@ -308,7 +315,9 @@ def _add_admin_commands(areas) -> None:
     team = billing.add_parser("team", help="a team's discount, budget and job authorisation")
     team.add_argument("team")
     team.add_argument("--discount", type=_amount, help="a fraction, e.g. 0.1 for 10%%")
-    team.add_argument("--monthly-limit", type=_amount, help="in the base currency")
+    team.add_argument(
+        "--monthly-limit", type=_limit, help='in the base currency; "none" removes the limit'
+    )
     team.add_argument("--jobauth", type=_yes_no, help="yes or no")
     team.add_argument("--jobauth-all-jobs", type=_yes_no, help="yes or no")
     team.add_argument("--jobauth-threshold", type=_amount, help="in the base currency")

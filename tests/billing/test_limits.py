@@ -243,6 +243,14 @@ def test_team_command_sets_discount_budget_and_authorisation(alice):
     assert (billing.jobauth_enabled, billing.jobauth_cost_threshold) == (True, Decimal(0))
 
 
+def test_team_command_removes_a_monthly_limit(alice, capsys):
+    exit_code = run_admin("billing", "team", "acme", "--monthly-limit", "none")
+
+    assert exit_code == 0
+    assert monthly_limit() is None
+    assert "monthly limit none" in capsys.readouterr().out
+
+
 def test_limit_set_in_a_display_currency_reads_back_as_sent(carol, priced_catalog):
     carol.patch("/api/v2/profile/settings/", {"display_currency": "USD"}, format="json")
 
