@@ -104,6 +104,22 @@ def _user_create(args) -> int:
     return 0
 
 
+def _user_join(args) -> int:
+    """Make an existing user a member of another team, or change their role in one."""
+    from django.contrib.auth import get_user_model
+
+    from epic.accounts.services import join_team
+
+    try:
+        membership = join_team(args.name, args.team, role=args.role)
+    except get_user_model().DoesNotExist:
+        print(f"epic: no user named {args.name}", file=sys.stderr)
+        return 1
+    team = membership.team
+    print(f"{args.name} is a member of team {team.name} (id {team.pk}) as {membership.role}")
+    return 0
+
+
 def _token_create(args) -> int:
     """Print a new API token for a user, and nothing else."""
     from django.contrib.auth import get_user_model
@@ -298,6 +314,11 @@ def _add_admin_commands(areas) -> None:
     create.add_argument("--role", choices=["owner", "admin", "user"], default="user")
     create.add_argument("--email")
     create.set_defaults(handler=_user_create)
+    join = user.add_parser("join", help="add a user to a team, or change their role in it")
+    join.add_argument("name")
+    join.add_argument("--team", required=True)
+    join.add_argument("--role", choices=["owner", "admin", "user"], default="user")
+    join.set_defaults(handler=_user_join)
 
     token = areas.add_parser("token").add_subparsers(dest="action", required=True)
     token_create = token.add_parser("create", help="print a new API token for a user")

@@ -2,6 +2,7 @@
 
 import pytest
 
+from epic.accounts.services import join_team
 from epic.catalog.models import Queue
 from epic.jobs.models import Job, JobStep
 from epic.jobs.states import StepState
@@ -131,3 +132,17 @@ def test_residual_variables_are_named_repeated_or_comma_separated(alice, pending
 
     assert answer["variables"] == ["Ux", "Uy", "p"]
     assert [series["variable_name"] for series in answer["residual_values"]] == ["time", "Ux", "p"]
+
+
+@pytest.mark.django_db
+def test_a_user_who_joined_another_team_acts_in_it_by_the_header(alice, bob, upload):
+    upload(bob.user, "case/run.sh", "true\n")
+    job_id = bob.post("/api/v2/job/", script_spec("case"), format="json").json()[0]["id"]
+    globex = bob.get("/api/v2/teams/").json()["results"][0]["id"]
+
+    assert alice.get("/api/v2/job/", HTTP_X_EPIC_TEAM=str(globex)).status_code == 404
+    join_team("alice", "globex")
+
+    jobs = alice.get("/api/v2/job/", HTTP_X_EPIC_TEAM=str(globex)).json()["results"]
+    assert [job["id"] for job in jobs] == [job_id]
+    assert alice.get("/api/v2/job/").json()["count"] == 0

@@ -72,3 +72,22 @@ def test_catalog_load_of_a_bad_file_fails_with_the_reason(home, tmp_path):
 
     assert result.returncode == 1
     assert "no cluster named nope" in result.stderr
+
+
+def test_user_join_adds_a_team_or_changes_the_role_in_it(home):
+    epic_command(home, "admin", "user", "create", "alice", "--team", "acme")
+    join = ("admin", "user", "join", "alice", "--team", "beta", "--role")
+
+    printed = epic_command(home, *join, "admin")
+    again = epic_command(home, *join, "user")
+
+    assert printed.startswith("alice is a member of team beta (id ")
+    assert printed.strip().endswith(" as admin")
+    assert again.strip().endswith(" as user")
+
+
+def test_user_join_refuses_an_unknown_user(home):
+    result = run_epic(home, "admin", "user", "join", "nobody", "--team", "beta")
+
+    assert result.returncode == 1
+    assert result.stderr.endswith("epic: no user named nobody\n")

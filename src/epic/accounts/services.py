@@ -27,6 +27,21 @@ def create_user(username: str, team_name: str, role: str = Role.USER, email: str
     return user
 
 
+@transaction.atomic
+def join_team(username: str, team_name: str, role: str = Role.USER) -> Membership:
+    """Make an existing user a member of a team with a role (creating the team if new).
+
+    A user who is a member already gets the new role. Their default team does not change.
+    """
+    user = get_user_model().objects.get(username=username)
+    team, _ = Team.objects.get_or_create(name=team_name)
+    membership, _ = Membership.objects.update_or_create(
+        user=user, team=team, defaults={"role": role}
+    )
+    logger.info("%s is a member of team %s as %s", username, team_name, role)
+    return membership
+
+
 def issue_token(username: str, name: str = "") -> str:
     """Issue a new API token for a user and return its plain text."""
     user = get_user_model().objects.get(username=username)
