@@ -59,7 +59,8 @@ def auth_status(job_id: int, state: str, permissions: str) -> dict:
             "app": "Script",
             "cost": "£0.05",
             "submitted_by": "alice",
-            "submitted_at": job.created.isoformat(),
+            # As /job/ shows it: Z for UTC.
+            "submitted_at": job.created.isoformat().replace("+00:00", "Z"),
         },
         "user_profile": {"display_name": "alice"},
         "permissions": permissions,

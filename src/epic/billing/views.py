@@ -194,7 +194,8 @@ def auth_status(job: Job, membership: Membership, currency: str, factor=None) ->
             "app": _fitted(job.app_version.application.product_name),
             "cost": money_text(in_currency(job.quoted_cost, currency, factor), currency),
             "submitted_by": job.submitted_by.username,
-            "submitted_at": job.created.isoformat(),
+            # As every other time the API shows: DRF's form, Z for UTC.
+            "submitted_at": serializers.DateTimeField().to_representation(job.created),
         },
         "user_profile": {"display_name": _fitted(_display_name(job.submitted_by))},
         "permissions": permissions_text(job, membership),
