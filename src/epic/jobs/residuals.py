@@ -29,7 +29,8 @@ def series_of(job: Job) -> dict | None:
 def for_job(job: Job, wanted: list[str] | None) -> dict:
     """The API answer: variable names, then the x axis and the values of the wanted ones."""
     series = series_of(job) or {"times": [], "fields": {}}
-    names = list(series["fields"])
+    # Sorted: PostgreSQL's JSON keeps no key order, and the answer must not depend on it.
+    names = sorted(series["fields"])
     wanted = names if wanted is None else wanted
     unknown = [name for name in wanted if name not in series["fields"]]
     if unknown:
