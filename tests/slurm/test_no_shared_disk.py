@@ -64,7 +64,7 @@ def test_node_is_given_no_server_path(backend, launch_for, commands, settings):
     # The last argument is the batch script's path, which sbatch reads on the server.
     assert [option for option in sbatch[:-1] if home in option] == []
     assert home not in (launch.step_dir / "batch.py").read_text()
-    assert home not in (launch.step_dir / "bundle" / "spec.json").read_text()
+    assert home not in (launch.step_dir / "bundle.json").read_text()
     assert squeue_field(job_id, "WorkDir") == settings.EPIC_SLURM_SCRATCH
     assert backend.read_logs(launch, 1000)[0] == "hello\n"
 

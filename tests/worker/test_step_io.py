@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from epic.compute.remote import BUNDLE_FOLDER, step_token
+from epic.compute.local import RUNNER_SOURCE
+from epic.compute.remote import BUNDLE_FILE, BUNDLE_FOLDER, step_token
 from epic.compute.slurm import wrapper
 from epic.jobs.models import JobStep
 from epic.jobs.states import StepState
@@ -73,10 +74,9 @@ def running_step(submit_script):
         (caller.launch.case_dir / "system").mkdir(parents=True)
         (caller.launch.case_dir / "system" / "controlDict").write_text("endTime 1;\n")
         (caller.launch.case_dir / "old.txt").write_text("to be deleted\n")
-        bundle = caller.launch.step_dir / BUNDLE_FOLDER
-        bundle.mkdir(parents=True)
-        (bundle / "runner.py").write_text("print('runner')\n")
-        (bundle / "spec.json").write_text("{}")
+        caller.launch.step_dir.mkdir(parents=True, exist_ok=True)
+        files = {"spec.json": "{}", "start_script.sh": "echo start\n"}
+        (caller.launch.step_dir / BUNDLE_FILE).write_text(json.dumps(files))
         return caller
 
     return make
@@ -148,11 +148,28 @@ def test_bundle_and_case_are_served_as_tar_streams(running_step):
     case = caller.request("GET", "case/")
 
     assert (bundle.status_code, bundle["Content-Type"]) == (200, "application/x-tar")
-    assert names_in(bundle) == {"runner.py": b"print('runner')\n", "spec.json": b"{}"}
+    assert names_in(bundle) == {
+        "runner.py": RUNNER_SOURCE.encode(),
+        "spec.json": b"{}",
+        "start_script.sh": b"echo start\n",
+    }
     assert names_in(case) == {
         "old.txt": b"to be deleted\n",
         "system/controlDict": b"endTime 1;\n",
     }
+
+
+def test_a_bundle_prepared_by_an_earlier_version_is_served_from_its_folder(running_step):
+    caller = running_step()
+    (caller.launch.step_dir / BUNDLE_FILE).unlink()
+    folder = caller.launch.step_dir / BUNDLE_FOLDER
+    folder.mkdir()
+    (folder / "runner.py").write_text("print('runner')\n")
+    (folder / "spec.json").write_text("{}")
+
+    bundle = caller.request("GET", "bundle/")
+
+    assert names_in(bundle) == {"runner.py": b"print('runner')\n", "spec.json": b"{}"}
 
 
 def test_submitted_step_is_served_too(running_step):

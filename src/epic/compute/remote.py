@@ -18,10 +18,15 @@ from pathlib import Path
 from django.conf import settings
 
 from epic.compute.base import StepLaunch
-from epic.compute.local import RUNNER_SOURCE, runner_spec, write_scripts
+from epic.compute.local import runner_spec, script_paths
 
-# The folder of the server-side step folder that holds what the node downloads to run the step.
+# The file of the server-side step folder that holds what the node downloads to run the step:
+# its runner spec and the application's scripts, by the names they get on the node (the runner
+# itself, the same for every step, is added when the bundle is served).
+BUNDLE_FILE = "bundle.json"
+# Where steps submitted by earlier versions keep their bundle: a folder of those files.
 BUNDLE_FOLDER = "bundle"
+RUNNER_FILE = "runner.py"
 # The pushed log streams and the server-side step folder files they are appended to.
 LOG_FILES = {"stdout": "stdout", "stderr": "stderr", "scheduler": "scheduler.out"}
 EXIT_FILE = "exit"
@@ -61,21 +66,19 @@ def installation_id_of(secret_key: str) -> str:
 
 
 def write_bundle(launch: StepLaunch, launcher: list[str]) -> Path:
-    """Write the runner, its spec and the application's scripts for a node to download.
+    """Write the runner's spec and the application's scripts for a node to download.
 
-    Every path in the spec is relative to the node's scratch folder, and HOME and PWD name the
-    node's case folder: the wrapper on the node makes them absolute. No server path goes in.
+    They go into one file, as few files as possible being made per step. Every path in the
+    spec is relative to the node's scratch folder, and HOME and PWD name the node's case
+    folder: the wrapper on the node makes them absolute. No server path goes in.
     """
-    bundle = launch.step_dir / BUNDLE_FOLDER
-    bundle.mkdir(parents=True, exist_ok=True)
-    for stale in bundle.iterdir():
-        stale.unlink()
-
     on_node = replace(launch, case_dir=Path(NODE_CASE), step_dir=Path("."))
     spec = runner_spec(on_node, launcher, reap_own_uid=False)
-    (bundle / "spec.json").write_text(json.dumps(spec))
-    (bundle / "runner.py").write_text(RUNNER_SOURCE)
-    write_scripts(replace(launch, step_dir=bundle))
+    files = {"spec.json": json.dumps(spec)}
+    for name, path in script_paths(on_node).items():
+        files[path] = launch.scripts[name]
+    bundle = launch.step_dir / BUNDLE_FILE
+    bundle.write_text(json.dumps(files))
     return bundle
 
 

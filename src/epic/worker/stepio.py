@@ -24,6 +24,7 @@ import errno
 import fcntl
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -38,10 +39,13 @@ from pathlib import Path
 from django.db import DatabaseError
 from rest_framework import exceptions, status
 
+from epic.compute.local import RUNNER_SOURCE
 from epic.compute.remote import (
+    BUNDLE_FILE,
     BUNDLE_FOLDER,
     EXIT_FILE,
     LOG_FILES,
+    RUNNER_FILE,
     SCHEDULER_JOB_FILE,
     SESSION_FILE,
     step_token,
@@ -429,7 +433,23 @@ def _remove_leftovers(folder: Path) -> None:
 
 def bundle_archive(step: StepFolders) -> Iterator[bytes]:
     """The runner, its spec and the scripts the backend prepared, as a tar stream."""
-    return tar_stream(step.step_dir / BUNDLE_FOLDER)
+    prepared = step.step_dir / BUNDLE_FILE
+    if not prepared.exists():
+        # A step submitted by an earlier version: its bundle is a folder of these files.
+        return tar_stream(step.step_dir / BUNDLE_FOLDER)
+    files = {RUNNER_FILE: RUNNER_SOURCE, **json.loads(prepared.read_text())}
+    return _tar_of_texts(files, prepared.stat().st_mtime)
+
+
+def _tar_of_texts(files: dict[str, str], mtime: float) -> Iterator[bytes]:
+    """Small files given by name and text, as an uncompressed tar stream."""
+    for name in sorted(files):
+        content = files[name].encode()
+        member = tarfile.TarInfo(name)
+        member.mode, member.mtime, member.size = 0o644, mtime, len(content)
+        yield member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        yield content + bytes(-len(content) % TAR_BLOCK)
+    yield bytes(2 * TAR_BLOCK)
 
 
 def case_archive(step: StepFolders) -> Iterator[bytes]:

@@ -90,8 +90,8 @@ STATUS_MAX_AGE = 30.0
 # How often squeue is asked about steps it was asked about already: a step's ending comes
 # from its exit file, pushed by the node, so this only delays seeing a start or a loss.
 REFRESH_SECONDS = 3.0
-# Written in the step folder before sbatch: a step without it has no Slurm job yet.
-SUBMITTING_MARK = "submitting"
+# What earlier versions wrote in the step folder before sbatch, besides the batch script.
+EARLIER_MARK = "submitting"
 # How many sbatch calls run at once when many steps start together.
 SBATCH_THREADS = 4
 WRAPPER_SOURCE = Path(wrapper.__file__).read_text()
@@ -190,22 +190,19 @@ class SlurmBackend:
     def start(self, launch: StepLaunch) -> int:
         """Submit the step with sbatch, or adopt the Slurm job an earlier attempt queued.
 
-        The step folder is marked before sbatch runs. Only a marked step can already have a
-        Slurm job (its worker died, or sbatch timed out, after queuing it), so only then is
-        Slurm asked for a job with the step's tag.
+        The batch script, written to disk durably before sbatch runs, marks the step. Only a
+        marked step can already have a Slurm job (its worker died, or sbatch timed out, after
+        queuing it), so only then is Slurm asked for a job with the step's tag.
         """
-        mark = launch.step_dir / SUBMITTING_MARK
-        if mark.exists():
+        script = launch.step_dir / BATCH_SCRIPT
+        if script.exists() or (launch.step_dir / EARLIER_MARK).exists():
             adopted = self._adopt(launch)
             if adopted is not None:
                 return adopted
 
         self._write_step_files(launch)
-        _write_durably(mark, job_name(launch.step_id))
         try:
-            job_id = commands.submit(
-                self._run, self._sbatch_options(launch), str(launch.step_dir / BATCH_SCRIPT)
-            )
+            job_id = commands.submit(self._run, self._sbatch_options(launch), str(script))
         except SlurmUnavailable:
             # sbatch may have queued the job and then timed out: look before giving up.
             adopted = self._adopt(launch)
@@ -232,16 +229,18 @@ class SlurmBackend:
         return recorded_scheduler_job(launch.step_dir)
 
     def _write_step_files(self, launch: StepLaunch) -> None:
-        """Write the bundle the node downloads, and the batch script for sbatch to send.
+        """Write the bundle the node downloads, then the batch script for sbatch, durably.
 
         Nothing of a previous submission ran (none was adopted), so what it left is removed.
         """
-        launch.step_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in (EXIT_FILE, SCHEDULER_JOB_FILE, SESSION_FILE, *LOG_FILES.values()):
-            (launch.step_dir / leftover).unlink(missing_ok=True)
+        try:
+            launch.step_dir.mkdir(parents=True)
+        except FileExistsError:
+            for leftover in (EXIT_FILE, SCHEDULER_JOB_FILE, SESSION_FILE, *LOG_FILES.values()):
+                (launch.step_dir / leftover).unlink(missing_ok=True)
         launcher = srun_launcher(launch.num_tasks, max(1, launch.threads_per_task))
         write_bundle(launch, launcher)
-        (launch.step_dir / BATCH_SCRIPT).write_text(batch_script(launch))
+        _write_durably(launch.step_dir / BATCH_SCRIPT, batch_script(launch))
 
     def _sbatch_options(self, launch: StepLaunch) -> list[str]:
         """sbatch's options for a step: its tag, folder, shape and time limit."""
