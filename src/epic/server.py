@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from cheroot import errors as cheroot_errors
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 from django.conf import settings
 from django.urls import get_resolver
@@ -38,16 +41,53 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def _bind(host: str, port: int, app, max_body: int = 0) -> wsgi.Server:
+class JsonErrorRequest(cheroot_server.HTTPRequest):
+    """cheroot's request, whose own refusals come in DRF's error shape instead of plain text.
+
+    cheroot answers by itself, before the application sees anything, a request line or headers
+    that are too long or malformed.
+    """
+
+    def simple_response(self, status, msg=""):
+        """Write cheroot's short answer; an error becomes {"detail": ..., "code": ...}."""
+        status = str(status)
+        if not status.startswith(("4", "5")):
+            return super().simple_response(status, msg)
+
+        reason = status[4:] or "Bad Request"
+        code = reason.lower().replace(" ", "_").replace("-", "_")
+        body = json.dumps({"detail": f"{reason}.", "code": code}).encode()
+        head = [f"{self.server.protocol} {status}", f"Content-Length: {len(body)}"]
+        head.append("Content-Type: application/json")
+        if status[:3] in {"413", "414"}:
+            self.close_connection = True
+            head.append("Connection: close")
+        try:
+            self.conn.wfile.write("\r\n".join([*head, "", ""]).encode("ISO-8859-1") + body)
+        except OSError as error:
+            if error.args and error.args[0] not in cheroot_errors.socket_errors_to_ignore:
+                raise
+
+
+class JsonErrorConnection(cheroot_server.HTTPConnection):
+    """A connection whose requests refuse in DRF's error shape."""
+
+    RequestHandlerClass = JsonErrorRequest
+
+
+def _bind(host: str, port: int, app, max_body: int = 0, json_errors: bool = False):
     """Create a cheroot server and bind it now, so that port 0 resolves to a real port.
 
-    `max_body` of 0 means no bound (the S3 endpoint streams bodies of any size to disk).
+    `max_body` of 0 means no bound (the S3 endpoint streams bodies of any size to disk);
+    `json_errors` makes cheroot's own refusals JSON, as the API's are.
     """
     server = wsgi.Server(
         (host, port), app, numthreads=SERVER_THREADS, request_queue_size=LISTEN_BACKLOG
     )
     server.max_request_header_size = MAX_HEADER_BYTES
     server.max_request_body_size = max_body
+    if json_errors:
+        server.ConnectionClass = JsonErrorConnection
     server.prepare()
     return server
 
@@ -98,7 +138,7 @@ def serve(host: str, port: int, s3_port: int) -> None:
     s3_server = _bind(host, s3_port, _s3_application())
     s3_url = settings.EPIC_S3_ENDPOINT_URL or _url(host, s3_server.bind_addr[1])
     settings.EPIC_S3_ENDPOINT_URL = s3_url
-    api_server = _bind(host, port, get_wsgi_application(), MAX_API_BODY_BYTES)
+    api_server = _bind(host, port, get_wsgi_application(), MAX_API_BODY_BYTES, json_errors=True)
     freeze_startup_objects()
     # Compute nodes reach the step I/O endpoint here unless the operator said otherwise.
     settings.EPIC_API_URL = settings.EPIC_API_URL or _url(host, api_server.bind_addr[1])
