@@ -317,7 +317,9 @@ def _add_admin_commands(areas) -> None:
     join = user.add_parser("join", help="add a user to a team, or change their role in it")
     join.add_argument("name")
     join.add_argument("--team", required=True)
-    join.add_argument("--role", choices=["owner", "admin", "user"], default="user")
+    join.add_argument(
+        "--role", choices=["owner", "admin", "user"], help="default: user, or the role they have"
+    )
     join.set_defaults(handler=_user_join)
 
     token = areas.add_parser("token").add_subparsers(dest="action", required=True)

@@ -123,7 +123,7 @@ def test_team_member_count_counts_every_member(alice):
 @pytest.mark.django_db
 @pytest.mark.parametrize("query", ["variables=Ux,p", "variables=Ux&variables=p"])
 def test_residual_variables_are_named_repeated_or_comma_separated(alice, pending_job, query):
-    fields = {"Ux": [1.0, 0.5], "Uy": [2.0, 1.0], "p": [3.0, 2.0]}
+    fields = {"p": [3.0, 2.0], "Uy": [2.0, 1.0], "Ux": [1.0, 0.5]}
     JobStep.objects.filter(job_id=pending_job).update(
         residuals={"times": [0.1, 0.2], "fields": fields}
     )

@@ -79,11 +79,13 @@ def test_user_join_adds_a_team_or_changes_the_role_in_it(home):
     join = ("admin", "user", "join", "alice", "--team", "beta", "--role")
 
     printed = epic_command(home, *join, "admin")
-    again = epic_command(home, *join, "user")
+    kept = epic_command(home, *join[:-1])
+    changed = epic_command(home, *join, "user")
 
     assert printed.startswith("alice is a member of team beta (id ")
     assert printed.strip().endswith(" as admin")
-    assert again.strip().endswith(" as user")
+    assert kept.strip().endswith(" as admin")
+    assert changed.strip().endswith(" as user")
 
 
 def test_user_join_refuses_an_unknown_user(home):

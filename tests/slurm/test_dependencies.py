@@ -116,3 +116,19 @@ def test_time_waiting_in_slurm_is_not_counted_as_run_time(submit_to_slurm, worke
     # Slurm's times are whole seconds.
     assert ran.start >= hold_the_node.released_at - timedelta(seconds=1)
     assert (ran.end - ran.start).total_seconds() < 30
+
+
+def test_a_step_cancelled_before_its_job_starts_skips_the_steps_after_it(
+    alice, submit_to_slurm, worker
+):
+    job_id = submit_to_slurm("cancelled-first", "echo ran >> trail\n")
+    add_steps(job_id, ("echo ran second >> trail", False), ("echo ran third >> trail", False))
+    first = steps_of(job_id)[0]
+
+    assert alice.post(f"/api/v2/jobstep/{first.pk}/cancel/").status_code == 204
+    run_until(worker, finished(job_id), timeout=60)
+
+    steps = steps_of(job_id)
+    assert [step.state for step in steps] == [StepState.CANCELLED, *[StepState.SKIPPED] * 2]
+    assert [step.local_job_id for step in steps] == [None] * 3
+    assert Job.objects.get(pk=job_id).outcome == JobState.CANCELLED

@@ -28,17 +28,21 @@ def create_user(username: str, team_name: str, role: str = Role.USER, email: str
 
 
 @transaction.atomic
-def join_team(username: str, team_name: str, role: str = Role.USER) -> Membership:
-    """Make an existing user a member of a team with a role (creating the team if new).
+def join_team(username: str, team_name: str, role: str | None = None) -> Membership:
+    """Make an existing user a member of a team (creating the team if new).
 
-    A user who is a member already gets the new role. Their default team does not change.
+    A new member gets `role` (user if none is given); a member already gets `role` if one is
+    given and keeps theirs otherwise. Their default team does not change.
     """
     user = get_user_model().objects.get(username=username)
     team, _ = Team.objects.get_or_create(name=team_name)
-    membership, _ = Membership.objects.update_or_create(
-        user=user, team=team, defaults={"role": role}
+    membership, created = Membership.objects.get_or_create(
+        user=user, team=team, defaults={"role": role or Role.USER}
     )
-    logger.info("%s is a member of team %s as %s", username, team_name, role)
+    if role and not created and membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    logger.info("%s is a member of team %s as %s", username, team_name, membership.role)
     return membership
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 from decimal import Decimal
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -387,16 +388,32 @@ def update_pending(job: Job, app_options: dict | None, config: dict | None) -> J
     return job
 
 
+def _request_stop(step_id: int) -> None:
+    """Ask the worker to stop a step that runs (or is queued in its scheduler)."""
+    JobStep.objects.filter(pk=step_id, stop_requested="").update(
+        stop_requested="cancel", stop_requested_at=timezone.now()
+    )
+
+
 @transaction.atomic
 def cancel_step(step: JobStep) -> None:
-    """Cancel one step: a running one is stopped, a waiting one will not run."""
+    """Cancel one step: a running one is stopped, a waiting one will not run.
+
+    A waiting step is cancelled with its job's row locked (as the worker's moves of the job
+    lock it) and its state read again under that lock, so that the job moves on from what
+    is true now. A stop request takes no lock: it is written after the commit.
+    """
+    step = JobStep.objects.select_related("job").get(pk=step.pk)
+    if step.state in (StepState.PENDING, StepState.QUEUED):
+        lifecycle.lock_job(step.job_id)
+        step.refresh_from_db(fields=["state"])
+        if step.state in (StepState.PENDING, StepState.QUEUED) and step.move_to(
+            StepState.CANCELLED
+        ):
+            # No backend will report the end of a step that never ran: the job moves on
+            # now, as after any step's end (the next step runs or is skipped, or it ends).
+            lifecycle.advance(step.job)
     if step.state in ACTIVE_STEP_STATES:
-        JobStep.objects.filter(pk=step.pk, stop_requested="").update(
-            stop_requested="cancel", stop_requested_at=timezone.now()
-        )
-    elif step.state in (StepState.PENDING, StepState.QUEUED) and step.move_to(StepState.CANCELLED):
-        # No backend will report the end of a step that never ran: the job moves on now,
-        # as after any step's end (the next step runs or is skipped, or the job ends).
-        lifecycle.advance(step.job)
+        transaction.on_commit(partial(_request_stop, step.pk))
     transaction.on_commit(wake_worker)
     logger.info("Job %s: step %s cancellation requested", step.job_id, step.step_name)

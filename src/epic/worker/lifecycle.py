@@ -66,9 +66,11 @@ def _queue_all_steps_of_new_job(job: Job) -> bool:
     fresh = Job.objects.filter(pk=job.pk, cancel_requested=False).exclude(
         steps__state__in=moved_on
     )
-    return bool(
-        job.steps.filter(job__in=fresh, state=StepState.PENDING).update(state=StepState.QUEUED)
+    queued = job.steps.filter(job__in=fresh, state=StepState.PENDING).update(
+        state=StepState.QUEUED
     )
+    # Fewer than all: a step moved on meanwhile, and `advance` decides about the rest.
+    return queued > 0 and queued == job.steps.count()
 
 
 def fail_before_start(job: Job, reason: str) -> None:
@@ -79,14 +81,19 @@ def fail_before_start(job: Job, reason: str) -> None:
     logger.info("Job %s: failed before start: %s", job.pk, reason)
 
 
+@transaction.atomic
 def advance(job: Job) -> None:
     """Queue what should run next, skip what must not, or end the job when no step is left.
 
     Where the job's scheduler holds steps in its own queue, every step whose turn depends on
     a step still to end is queued at once: the worker hands each to the scheduler chained to
     the step before it. Elsewhere one step is queued at a time.
+
+    The job's row is locked first, so that two moves of one job (a step's end recorded by the
+    worker, a waiting step cancelled through the API) decide one after the other, each seeing
+    what the other did.
     """
-    job.refresh_from_db(fields=["cancel_requested", "state"])
+    job.cancel_requested, job.state = lock_job(job.pk)
     if job.state != JobState.RUNNING:
         return
     if job.cancel_requested:
@@ -108,6 +115,12 @@ def advance(job: Job) -> None:
 
     if all(step.state in FINAL_STEP_STATES for step in steps):
         job.move_to(JobState.STAGING_OUT, outcome=_outcome(steps))
+
+
+def lock_job(job_id: int) -> tuple[bool, str]:
+    """Lock a job's row until the transaction ends; its cancel request and state as of now."""
+    current = Job.objects.select_for_update().filter(pk=job_id)
+    return current.values_list("cancel_requested", "state").get()
 
 
 def runs_after_earlier_steps(steps: list[JobStep], step: JobStep) -> bool | None:
