@@ -432,7 +432,11 @@ def _remove_leftovers(folder: Path) -> None:
 
 
 def bundle_archive(step: StepFolders) -> Iterator[bytes]:
-    """The runner, its spec and the scripts the backend prepared, as a tar stream."""
+    """The runner, its spec and the scripts the backend prepared, as a tar stream.
+
+    Limitation: the runner is the serving server's own, so a step that waited in its
+    scheduler across an upgrade runs the new runner with the spec the old version wrote.
+    """
     prepared = step.step_dir / BUNDLE_FILE
     if not prepared.exists():
         # A step submitted by an earlier version: its bundle is a folder of these files.
