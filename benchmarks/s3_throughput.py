@@ -10,8 +10,9 @@ before each timing, so that no measurement pays for the one before it. An upload
 when it is answered (the store fsyncs the object), as a copy with fsync is; a download is
 not fsynced by boto3, as a plain copy is not: both ratios are printed for each.
 
-Last, the same upload_file goes to a stand-in S3 server that only reads the bytes
-(`_null_s3`): the client's own ceiling on this machine, which no server can raise.
+Last, the same upload_file and download_file go to a stand-in S3 server that only reads the
+bytes, or sends zeros (`_null_s3`): the client's own ceiling on this machine, which no server
+can raise.
 """
 
 from __future__ import annotations
@@ -102,15 +103,15 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
-        null_uploads = upload_to_null_server(source)
-    report(copies, synced_copies, uploads, downloads, null_uploads)
+        null_uploads, null_downloads = with_null_server(source, back)
+    report(copies, synced_copies, uploads, downloads, null_uploads, null_downloads)
 
 
-def upload_to_null_server(source: Path) -> list[float]:
-    """The seconds of boto3's upload_file of the file to a server that reads and keeps nothing."""
+def with_null_server(source: Path, back: Path) -> tuple[list[float], list[float]]:
+    """The seconds of boto3's upload_file and download_file against a server doing nothing."""
     import boto3
 
-    server, url = start_null_s3()
+    server, url = start_null_s3(SIZE)
     try:
         client = boto3.client(
             "s3",
@@ -119,13 +120,15 @@ def upload_to_null_server(source: Path) -> list[float]:
             aws_access_key_id="benchmark",
             aws_secret_access_key="benchmark",  # noqa: S106 - the stand-in checks nothing
         )
-        return rounds(lambda: client.upload_file(str(source), "null", "object"), lambda: None)
+        uploads = rounds(lambda: client.upload_file(str(source), "null", "object"), lambda: None)
+        downloads = rounds(lambda: client.download_file("null", "object", str(back)), back.unlink)
+        return uploads, downloads
     finally:
         server.shutdown()
         server.server_close()
 
 
-def report(copies, synced_copies, uploads, downloads, null_uploads) -> None:
+def report(copies, synced_copies, uploads, downloads, null_uploads, null_downloads) -> None:
     """Print each way's median speed and spread, and the S3 medians against both copies."""
     size = SIZE / MIB
     copy, synced = statistics.median(copies), statistics.median(synced_copies)
@@ -136,6 +139,7 @@ def report(copies, synced_copies, uploads, downloads, null_uploads) -> None:
         ("S3 upload_file", uploads),
         ("S3 download_file", downloads),
         ("upload to null S3", null_uploads),
+        ("download from null", null_downloads),
     ):
         median = statistics.median(seconds)
         line = f"{name + ':':20}{size / median:8.1f} MiB/s"
