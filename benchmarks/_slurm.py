@@ -95,6 +95,7 @@ def start_bench_server(
     # that jobs_under(home) finds them either way.
     env["EPIC_SLURM_SCRATCH"] = str(home / "scratch")
     (home / "scratch").mkdir(exist_ok=True)
+    (home / "scratch").chmod(0o1777)
     if path_prefix is not None:
         env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
     process, api_url, _ = start_server(home, env)
@@ -103,6 +104,8 @@ def start_bench_server(
         catalog.write_text(catalog_yaml(partition, partition_cores(partition)))
         epic_command(home, "admin", "catalog", "load", str(catalog))
         epic_command(home, "admin", "user", "create", "bench", "--team", "bench")
+        # Where jobs are isolated, the team's steps run under its cluster account (kept).
+        epic_command(home, "admin", "cluster", "accounts", "--create")
         token = epic_command(home, "admin", "token", "create", "bench").strip()
         server = BenchServer(process, home, api_url, token)
         upload_input(server, script)

@@ -269,6 +269,29 @@ def _cluster_show(args) -> int:
     return 0 if healthy else 1
 
 
+def _cluster_accounts(args) -> int:
+    """List each team's Slurm account and whether it exists; create missing ones if asked."""
+    from epic.accounts.models import Team
+    from epic.compute.slurm import accounts
+
+    missing = 0
+    for team in Team.objects.order_by("pk"):
+        name = accounts.account_name(team.pk)
+        if name is None:
+            print("Jobs are not isolated (EPIC_ISOLATE_JOBS=0): Slurm jobs run as this user.")
+            return 0
+        if not accounts.exists(name) and args.create:
+            try:
+                accounts.create(name)
+            except OSError as error:
+                print(f"epic: {error}", file=sys.stderr)
+                return 1
+        state = "present" if accounts.exists(name) else "missing"
+        missing += state == "missing"
+        print(f"{name}\t{state}\tteam {team.name}")
+    return 1 if missing else 0
+
+
 def _describe_local(queues: dict[str, str]) -> list[str]:
     """Lines describing this machine as a cluster."""
     from epic.catalog.defaults import machine_cores, machine_memory
@@ -360,6 +383,13 @@ def _add_admin_commands(areas) -> None:
         "show", help="print each cluster's health, nodes, partitions and queues"
     )
     show.set_defaults(handler=_cluster_show)
+    team_accounts = cluster.add_parser(
+        "accounts", help="list the Unix account each team's Slurm jobs run under"
+    )
+    team_accounts.add_argument(
+        "--create", action="store_true", help="create the missing ones on this machine"
+    )
+    team_accounts.set_defaults(handler=_cluster_accounts)
 
 
 def main(argv: list[str] | None = None) -> int:

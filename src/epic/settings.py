@@ -40,6 +40,9 @@ EPIC_EMBEDDED_WORKER = os.environ.get("EPIC_EMBEDDED_WORKER", "1") == "1"
 EPIC_API_URL = os.environ.get("EPIC_API_URL", "")
 # The folder on each Slurm compute node under which a step makes its own scratch folder.
 EPIC_SLURM_SCRATCH = os.environ.get("EPIC_SLURM_SCRATCH", "/tmp")  # noqa: S108 (a node's)
+# Where jobs are isolated, a team's Slurm jobs run under the cluster account of this prefix
+# followed by the team's id, which must exist on the submitting machine and on every node.
+EPIC_SLURM_ACCOUNT_PREFIX = os.environ.get("EPIC_SLURM_ACCOUNT_PREFIX", "epic-team-")
 
 
 def _secret_key() -> str:

@@ -10,6 +10,8 @@ root of its own, outside EPIC_HOME.
 
 from __future__ import annotations
 
+import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -20,11 +22,13 @@ from pathlib import Path
 
 import pytest
 from django.core.wsgi import get_wsgi_application
+from django.db.models.signals import post_save
 from django.utils import timezone
 
+from epic.accounts.models import Team
 from epic.catalog.loader import apply_catalog
 from epic.compute.base import RunState, StepLaunch
-from epic.compute.slurm import SlurmBackend
+from epic.compute.slurm import SlurmBackend, accounts
 from epic.compute.slurm.commands import CommandResult, partitions, run_command
 from epic.jobs.models import JobStep
 from epic.jobs.states import StepState
@@ -34,6 +38,10 @@ from tests.e2e.conftest import cavity, pyepic_python, server  # noqa: F401 (shar
 from tests.helpers import script_spec
 
 SLURM_QUEUE = "slurm-test"
+# The cluster accounts of the test run's teams: made as teams are created, removed at the end.
+# Servers and workers that tests start in processes of their own use the same prefix.
+TEST_ACCOUNT_PREFIX = "epic-test-team-"
+os.environ["EPIC_SLURM_ACCOUNT_PREFIX"] = TEST_ACCOUNT_PREFIX
 # The test queue claims more nodes than the cluster has, so that a step can ask for more.
 CLAIMED_NODES = 4
 
@@ -99,6 +107,30 @@ def installation(settings):
     settings.EPIC_SLURM_SCRATCH = str(scratch)
     yield scratch
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_test_accounts():
+    """Remove the test run's team accounts when it ends (and those an interrupted run left)."""
+    yield
+    for entry in pwd.getpwall():
+        if entry.pw_name.startswith(TEST_ACCOUNT_PREFIX):
+            subprocess.run(["userdel", "--force", entry.pw_name], capture_output=True, check=False)
+
+
+@pytest.fixture(autouse=True)
+def team_accounts(settings):
+    """Each team created by a test gets its cluster account at once, as an operator would."""
+    settings.EPIC_SLURM_ACCOUNT_PREFIX = TEST_ACCOUNT_PREFIX
+
+    def give_account(sender, instance: Team, created: bool, **kwargs) -> None:
+        name = accounts.account_name(instance.pk)
+        if created and name is not None and not accounts.exists(name):
+            accounts.create(name)
+
+    post_save.connect(give_account, sender=Team, dispatch_uid="test-team-accounts")
+    yield
+    post_save.disconnect(sender=Team, dispatch_uid="test-team-accounts")
 
 
 class StepIOServer:

@@ -10,6 +10,7 @@ import time
 from rest_framework.test import APIClient
 
 from epic.compute.base import RunState
+from epic.compute.slurm import accounts
 from epic.compute.slurm import backend as backend_module
 from epic.compute.slurm.backend import slurm_output
 from epic.data.paths import user_prefix
@@ -17,9 +18,7 @@ from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep
 from epic.jobs.states import JobState
 from tests.helpers import finished, run_until
-from tests.slurm.conftest import RecordingBackend, wait_for_state, wait_until_ended
-
-NOBODY = 65534
+from tests.slurm.conftest import wait_for_state, wait_until_ended
 
 
 def squeue_field(job_id: int, field: str) -> str:
@@ -27,17 +26,6 @@ def squeue_field(job_id: int, field: str) -> str:
     argv = ["squeue", "--noheader", "--states=all", f"--jobs={job_id}", f"--Format={field}:|"]
     printed = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return printed.strip().removesuffix("|")
-
-
-def as_nobody(commands):
-    """A command seam whose sbatch runs the job as `nobody`, who cannot enter a job's folder."""
-
-    def run(argv, timeout):
-        if argv[0] == "sbatch":
-            argv = [argv[0], f"--uid={NOBODY}", f"--gid={NOBODY}", *argv[1:]]
-        return commands(argv, timeout)
-
-    return run
 
 
 def shell(*lines: str) -> list[dict]:
@@ -80,18 +68,16 @@ def test_step_runs_where_the_servers_disk_is_unreachable(
         "id -u; cat input.txt",
         "echo result > output.txt; rm old.txt; echo to stderr >&2",
     )
-    # The job runs as nobody, and the job's folder on the server is closed to everyone else.
+    # The job runs under its team's account; the job's folder on the server is closed to it.
     launch.case_dir.parent.chmod(0o700)
-    unprivileged = RecordingBackend(
-        backend.partition, backend.cores_per_node, run=as_nobody(commands)
-    )
+    team_uid = accounts.account_of(launch.team_id).uid
 
-    job_id = unprivileged.start(launch)
-    status = wait_for_state(unprivileged, launch, job_id, RunState.EXITED)
+    job_id = backend.start(launch)
+    status = wait_for_state(backend, launch, job_id, RunState.EXITED)
 
-    stdout, stderr = unprivileged.read_logs(launch, 4000)
+    stdout, stderr = backend.read_logs(launch, 4000)
     assert status.exit_code == 0
-    assert stdout == f"server disk unreachable\n{NOBODY}\ninput from the server\n"
+    assert stdout == f"server disk unreachable\n{team_uid}\ninput from the server\n"
     assert "Permission denied" in stderr
     assert "to stderr\n" in stderr
     assert sorted(path.name for path in launch.case_dir.iterdir()) == ["input.txt", "output.txt"]

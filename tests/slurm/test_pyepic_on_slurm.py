@@ -48,6 +48,8 @@ def slurm_catalog(server, tmp_path, node_shape) -> Path:
         )
     )
     epic_command(server.home, "admin", "catalog", "load", str(path))
+    # The team's steps run under its own cluster account, made here as an operator would.
+    epic_command(server.home, "admin", "cluster", "accounts", "--create")
     return path
 
 

@@ -98,6 +98,7 @@ def _prepare(home: Path, env: dict, partition: str, cpus: int) -> str:
     )
     _epic(env, "admin", "catalog", "load", str(catalog))
     _epic(env, "admin", "user", "create", "carol", "--team", "acme")
+    _epic(env, "admin", "cluster", "accounts", "--create")
     return _epic(env, "admin", "token", "create", "carol").strip()
 
 
@@ -177,12 +178,15 @@ def _workers_of_jobs(database_url: str) -> dict[str, int]:
 def test_workers_share_the_jobs_and_a_killed_one_loses_nothing(cluster, database, tmp_path):
     home, env, api_url, token, processes = cluster
     trail = Path(home) / "trail"
+    # The steps run under the team's cluster account, which may write here and nowhere else.
+    trail.touch()
+    trail.chmod(0o666)
     workers = [_start_worker(home, env, f"worker-{index}") for index in range(WORKERS)]
     processes.extend(workers)
     _wait(lambda: _registered_workers(database) == WORKERS, 60, "the workers to register")
     job_ids = _submit(api_url, token, trail)
 
-    _wait(lambda: trail.exists() and len(trail.read_text().splitlines()) >= 4, 120, "4 runs")
+    _wait(lambda: len(trail.read_text().splitlines()) >= 4, 120, "4 runs")
     os.kill(workers[0].pid, signal.SIGKILL)
     workers[0].wait()
     _wait(

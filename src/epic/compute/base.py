@@ -27,6 +27,8 @@ class StepLaunch:
     # The step this one waits for, where the scheduler chains steps: that step's backend id,
     # and whether this one runs after any ending of it (True) or only after a success.
     after: tuple[int, bool] | None = None
+    # The team that owns the job, whose cluster account a scheduler may run the step under.
+    team_id: int | None = None
 
 
 class RunState(enum.Enum):
@@ -53,6 +55,10 @@ class RunStatus:
     reason: str | None = None
     # When its processes started, where the backend knows (a scheduler may hold a step first).
     started_at: datetime | None = None
+
+
+class StepBlockedError(Exception):
+    """The step cannot start until an operator acts (its message says how); it stays queued."""
 
 
 class SchedulerUnavailableError(Exception):

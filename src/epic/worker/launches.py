@@ -38,4 +38,5 @@ def launch_for(
             "environment_script": job.app_version.environment_script,
         },
         after=after,
+        team_id=job.team_id,
     )

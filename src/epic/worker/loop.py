@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from epic.billing import ledger
-from epic.compute.base import RunState, SchedulerUnavailableError
+from epic.compute.base import RunState, SchedulerUnavailableError, StepBlockedError
 from epic.compute.registry import backend_for
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep, LogRefresh
@@ -96,7 +96,7 @@ def _start_one(backend, launch) -> int | Exception:
     """Start one step: its backend id, or the error that stopped it."""
     try:
         return backend.start(launch)
-    except (SchedulerUnavailableError, OSError, RuntimeError) as error:
+    except (SchedulerUnavailableError, StepBlockedError, OSError, RuntimeError) as error:
         return error
 
 
@@ -405,6 +405,12 @@ class Worker:
             logger.warning("Job %s: scheduler did not answer; will retry: %s", step.job_id, result)
             JobStep.objects.filter(pk=step.pk).update(scheduler_reason=str(result)[:200])
             return False
+        if isinstance(result, StepBlockedError):
+            reason = str(result)[:200]
+            if reason != step.scheduler_reason:
+                logger.warning("Job %s: step %s waits: %s", step.job_id, step.step_name, reason)
+                JobStep.objects.filter(pk=step.pk).update(scheduler_reason=reason)
+            return True
         if isinstance(result, Exception):
             logger.error(
                 "Job %s: step %s could not start: %s", step.job_id, step.step_name, result

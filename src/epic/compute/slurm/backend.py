@@ -27,14 +27,15 @@ Slurm output back while it runs; at the end it sends the case folder back, then 
 The endpoint writes them where the local backend's runner would (stdout, stderr, exit in the
 step folder), so watching a step and reading its logs work on the server's own disk.
 
-Limitation: steps run as the server's user (root, where the server runs as root), not under
-a uid of their own: sbatch's --uid refuses a uid without a passwd entry, which is what
-isolation gives each job.
-Limitation: jobs of all teams run as the server's user, so a job can read another job's batch
-script (`scontrol write batch_script`); the bootstrap token in it is one-time and bound to that
-step's Slurm job id, so it is useless once the step's own wrapper has started, but a job that
-reads it and wins the race before the step's wrapper starts could act as that step; real
-isolation needs a uid per team.
+Where jobs are isolated (EPIC_ISOLATE_JOBS), each step runs under its team's cluster account
+(see accounts.py), so that a team's job can read neither the files nor the batch scripts of
+another team's jobs; sbatch runs with umask 077, so the Slurm output file is its owner's alone.
+Limitation: the steps of one team share its account, so a job can read the batch script of a
+teammate's job, whose bootstrap token is one-time and bound to that step's Slurm job id:
+useless once that step's wrapper has started, but a job that reads it and wins the race
+before the step's wrapper starts could act as that step, within the same team.
+Limitation: where jobs are not isolated, every step runs as the server's user, and any job
+can read the others.
 Limitation: the case folder is copied to the first node of a step's allocation only: the
 ranks of a parallel command on other nodes find it only if EPIC_SLURM_SCRATCH is a folder the
 nodes share.
@@ -69,7 +70,8 @@ from epic.compute.remote import (
     step_token,
     write_bundle,
 )
-from epic.compute.slurm import commands, wrapper
+from epic.compute.slurm import accounts, commands, wrapper
+from epic.compute.slurm.accounts import Account
 from epic.compute.slurm.commands import (
     CommandRunner,
     SlurmError,
@@ -194,6 +196,7 @@ class SlurmBackend:
         marked step can already have a Slurm job (its worker died, or sbatch timed out, after
         queuing it), so only then is Slurm asked for a job with the step's tag.
         """
+        account = accounts.account_of(launch.team_id) if launch.team_id is not None else None
         script = launch.step_dir / BATCH_SCRIPT
         if script.exists() or (launch.step_dir / EARLIER_MARK).exists():
             adopted = self._adopt(launch)
@@ -202,7 +205,8 @@ class SlurmBackend:
 
         self._write_step_files(launch)
         try:
-            job_id = commands.submit(self._run, self._sbatch_options(launch), str(script))
+            options = self._sbatch_options(launch) + _account_options(account)
+            job_id = commands.submit(self._run, options, str(script))
         except SlurmUnavailable:
             # sbatch may have queued the job and then timed out: look before giving up.
             adopted = self._adopt(launch)
@@ -387,6 +391,14 @@ def _write_durably(path: Path, text: str) -> None:
         stream.write(text)
         stream.flush()
         os.fsync(stream.fileno())
+
+
+def _account_options(account: Account | None) -> list[str]:
+    """sbatch's options that run a job under a team's account (sbatch runs as root then)."""
+    if account is None:
+        return []
+    # Without --gid the job would keep root's group.
+    return [f"--uid={account.uid}", f"--gid={account.gid}"]
 
 
 def _outcome(future) -> int | Exception:

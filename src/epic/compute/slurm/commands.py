@@ -139,6 +139,8 @@ def run_command(argv: list[str], timeout: float) -> CommandResult:
         env=environment,
         stdin=subprocess.DEVNULL,
         check=False,
+        # What sbatch creates for a job (its output file) is for the job's owner alone.
+        umask=0o077,
     )
     return CommandResult(argv, completed.returncode, completed.stdout, completed.stderr)
 
