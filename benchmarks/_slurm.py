@@ -247,6 +247,24 @@ def log_times(log: Path, marker: str) -> list[float]:
     return times
 
 
+class LogFollower:
+    """Counts the lines of a growing log that contain a marker, reading only what is new."""
+
+    def __init__(self, log: Path, marker: str):
+        self.log, self.marker = log, marker
+        self.offset, self.partial, self.seen = 0, "", 0
+
+    def count(self) -> int:
+        """How many lines so far hold the marker."""
+        with open(self.log, errors="replace") as stream:
+            stream.seek(self.offset)
+            text = self.partial + stream.read()
+            self.offset = stream.tell()
+        *lines, self.partial = text.split("\n")
+        self.seen += sum(1 for line in lines if self.marker in line)
+        return self.seen
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.25) -> float:
     """Poll until predicate() holds; return the monotonic time it did, or raise TimeoutError."""
     deadline = time.monotonic() + timeout

@@ -59,18 +59,18 @@ def _queue_all_steps_of_new_job(job: Job) -> bool:
     On such a scheduler every step of a job whose steps are all pending is queued at once
     (see `advance`): one update does it. False where `advance` must decide: another kind of
     backend, a cancel request, or a step already moved on (a step cancelled before the start).
+    The caller holds the job's row (start_running updated it), and a cancel or a step's move
+    takes that row first, so nothing changes between the look and the update.
     """
     if not backend_for(job.queue).queues_steps:
         return False
-    moved_on = [state for state in StepState if state != StepState.PENDING]
-    fresh = Job.objects.filter(pk=job.pk, cancel_requested=False).exclude(
-        steps__state__in=moved_on
+    seen = list(
+        JobStep.objects.filter(job_id=job.pk).values_list("state", "job__cancel_requested")
     )
-    queued = job.steps.filter(job__in=fresh, state=StepState.PENDING).update(
-        state=StepState.QUEUED
-    )
-    # Fewer than all: a step moved on meanwhile, and `advance` decides about the rest.
-    return queued > 0 and queued == job.steps.count()
+    if not seen or any(state != StepState.PENDING or cancel for state, cancel in seen):
+        return False
+    JobStep.objects.filter(job_id=job.pk).update(state=StepState.QUEUED)
+    return True
 
 
 def fail_before_start(job: Job, reason: str) -> None:
