@@ -270,7 +270,10 @@ def _cluster_show(args) -> int:
 
 
 def _cluster_accounts(args) -> int:
-    """List each team's Slurm account and whether it exists; create missing ones if asked."""
+    """List each team's Slurm account and whether it exists; create missing ones if asked.
+
+    Exits 1 while an account is missing.
+    """
     from epic.accounts.models import Team
     from epic.compute.slurm import accounts
 
@@ -280,15 +283,18 @@ def _cluster_accounts(args) -> int:
         if name is None:
             print("Jobs are not isolated (EPIC_ISOLATE_JOBS=0): Slurm jobs run as this user.")
             return 0
-        if not accounts.exists(name) and args.create:
+        state = "present" if accounts.exists(name) else "missing"
+        if state == "missing" and args.create:
             try:
                 accounts.create(name)
             except OSError as error:
                 print(f"epic: {error}", file=sys.stderr)
                 return 1
-        state = "present" if accounts.exists(name) else "missing"
+            state = "created"
         missing += state == "missing"
-        print(f"{name}\t{state}\tteam {team.name}")
+        print(f"{name}\t{state}\tteam {team.name} (id {team.pk})")
+    if missing:
+        print(f"epic: {missing} missing; --create makes them on this machine", file=sys.stderr)
     return 1 if missing else 0
 
 

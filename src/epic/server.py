@@ -8,7 +8,6 @@ import logging
 import signal
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 from cheroot import errors as cheroot_errors
 from cheroot import server as cheroot_server
@@ -130,11 +129,11 @@ def serve(host: str, port: int, s3_port: int) -> None:
     """Serve until SIGINT or SIGTERM, then stop accepting and let running work be."""
     from django.core.wsgi import get_wsgi_application
 
-    from epic.compute.isolation import check_reachable
+    from epic.compute.isolation import open_home
     from epic.worker.loop import Worker
 
     if settings.EPIC_ISOLATE_JOBS:
-        check_reachable(Path(settings.EPIC_WORK_ROOT))
+        open_home()
     s3_server = _bind(host, s3_port, _s3_application())
     s3_url = settings.EPIC_S3_ENDPOINT_URL or _url(host, s3_server.bind_addr[1])
     settings.EPIC_S3_ENDPOINT_URL = s3_url

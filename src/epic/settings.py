@@ -42,7 +42,8 @@ EPIC_API_URL = os.environ.get("EPIC_API_URL", "")
 EPIC_SLURM_SCRATCH = os.environ.get("EPIC_SLURM_SCRATCH", "/tmp")  # noqa: S108 (a node's)
 # Where jobs are isolated, a team's Slurm jobs run under the cluster account of this prefix
 # followed by the team's id, which must exist on the submitting machine and on every node.
-EPIC_SLURM_ACCOUNT_PREFIX = os.environ.get("EPIC_SLURM_ACCOUNT_PREFIX", "epic-team-")
+# Empty: `epic-<installation id>-t`, the installation id coming from the signing key.
+EPIC_SLURM_ACCOUNT_PREFIX = os.environ.get("EPIC_SLURM_ACCOUNT_PREFIX", "")
 
 
 def _secret_key() -> str:

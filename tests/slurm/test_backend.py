@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -192,6 +193,40 @@ def test_start_after_a_lost_answer_adopts_the_steps_job(backend, launch_for, com
 
     assert restarted.start(launch) == first
     assert commands.count("sbatch") == 1
+
+
+def test_a_job_of_another_user_under_the_steps_name_is_not_adopted(backend, launch_for, commands):
+    launch = launch_for(1, "sleep 30")
+    # A marked step, as when a worker died between writing the batch script and sbatch.
+    launch.step_dir.mkdir(parents=True)
+    (launch.step_dir / "batch.py").write_text("#!/bin/sh\n")
+    argv = ["sbatch", "--parsable", "--uid=65534", "--gid=65534", "--output=/dev/null"]
+    argv += ["--chdir=/", f"--job-name={job_name(launch.step_id)}", "--wrap=sleep 30"]
+    planted = int(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    commands.submitted.append(planted)
+
+    job_id = backend.start(launch)
+
+    assert job_id != planted
+    assert commands.count("sbatch") == 1
+
+
+def test_each_submission_names_its_slurm_output_with_a_nonce(backend, launch_for, commands):
+    launch = launch_for(1, "true")
+    backend.start(launch)
+    (launch.step_dir / "batch.py").unlink()  # unmarked: the next start submits again
+    backend.start(launch)
+
+    outputs = [
+        option.removeprefix("--output=")
+        for argv in commands.calls
+        if argv[0] == "sbatch"
+        for option in argv
+        if option.startswith("--output=")
+    ]
+    name = re.escape(job_name(launch.step_id))
+    assert all(re.fullmatch(rf".*/{name}-[0-9a-f]{{16}}\.out", output) for output in outputs)
+    assert len(set(outputs)) == 2
 
 
 def test_same_step_id_of_another_installation_is_not_adopted(backend, launch_for, settings):

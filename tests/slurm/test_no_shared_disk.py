@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from epic.compute.base import RunState
 from epic.compute.slurm import accounts
 from epic.compute.slurm import backend as backend_module
-from epic.compute.slurm.backend import slurm_output
+from epic.compute.slurm.backend import job_name
 from epic.data.paths import user_prefix
 from epic.data.services import object_store
 from epic.jobs.models import Job, JobStep
@@ -161,7 +161,8 @@ def test_server_unreachable_at_the_end_fails_the_job_with_a_message(
 
     assert (status.exit_code, status.reason) == (1, "FAILED")
     assert not (launch.step_dir / "exit").exists()
-    message = (installation / slurm_output(launch.step_id).rsplit("/", 1)[1]).read_text()
+    (output,) = installation.glob(f"{job_name(launch.step_id)}-*.out")
+    message = output.read_text()
     assert f"epic: step {launch.step_id} ended without reporting to " in message
     kept = [path for path in installation.iterdir() if path.is_dir()]
     assert f"what the step produced is kept in {kept[0]}" in message

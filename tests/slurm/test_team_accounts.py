@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pwd
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
+from epic.compute.remote import installation_id
 from epic.compute.slurm import accounts
 from epic.jobs.models import Job, JobStep
 from epic.jobs.states import JobState, StepState
@@ -25,6 +28,28 @@ def _submit(client, upload, queue: str, folder: str, body: str) -> int:
     response = client.post("/api/v2/job/", spec, format="json")
     assert response.status_code == 201, response.json()
     return response.json()[0]["id"]
+
+
+def _slurm_setting(name: str) -> str:
+    """One setting of the running Slurm controller."""
+    shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
+    for line in shown.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == name:
+            return value.strip()
+    return ""
+
+
+def _processes_of(uid: int) -> list[str]:
+    """The ids of the processes running as `uid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                found.append(entry.name)
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def _account_of_job(job_id: int) -> str:
@@ -46,6 +71,8 @@ def test_a_teams_job_cannot_read_another_teams_running_job(
         'for folder in "$scratch"/*/; do cat "$folder/case/secret.txt" 2>&1; done\n'
         'cat "$scratch"/*.out 2>&1\n'
         f"scontrol write batch_script {alice_slurm_id} - 2>&1\n"
+        "sbatch --wrap true 2>&1\n"
+        "setsid sleep 300 > /dev/null 2>&1 < /dev/null &\n"
         "echo squeue: $(squeue --noheader --format=%i 2>&1)\n"
     )
     bob_job = _submit(bob, upload, slurm_queue, "spy", spying)
@@ -61,8 +88,16 @@ def test_a_teams_job_cannot_read_another_teams_running_job(
     assert ".out: Permission denied" in seen
     assert "job script retrieval failed" in seen
     assert "#!" not in seen
+    assert "Batch job submission failed" in seen
     bob_slurm_id = JobStep.objects.get(job_id=bob_job).local_job_id
     assert seen.splitlines()[-1] == f"squeue: {bob_slurm_id}"
+    if _slurm_setting("ProctrackType") == "proctrack/cgroup":
+        # Nothing a step started outlives its Slurm job.
+        bob_uid = pwd.getpwnam(_account_of_job(bob_job)).pw_uid
+        deadline = time.monotonic() + 30
+        while _processes_of(bob_uid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_of(bob_uid) == []
 
     assert alice.post(f"/api/v2/job/{alice_job}/cancel/").status_code == 204
     run_until(worker, finished(alice_job), timeout=60)
@@ -117,7 +152,25 @@ def test_cluster_accounts_lists_and_creates_the_teams_accounts(tmp_path):
         subprocess.run(["userdel", "--force", name], check=True)
         listed = epic("admin", "cluster", "accounts")
 
-    assert (listed.returncode, listed.stdout) == (1, f"{name}\tmissing\tteam zeta\n")
+    team_id = int(name.removeprefix(TEST_ACCOUNT_PREFIX))
+    assert (listed.returncode, listed.stdout) == (
+        1,
+        f"{name}\tmissing\tteam zeta (id {team_id})\n",
+    )
+    assert "--create" in listed.stderr
     created = epic("admin", "cluster", "accounts", "--create")
-    assert (created.returncode, created.stdout) == (0, f"{name}\tpresent\tteam zeta\n")
+    assert (created.returncode, created.stdout) == (
+        0,
+        f"{name}\tcreated\tteam zeta (id {team_id})\n",
+    )
+    again = epic("admin", "cluster", "accounts")
+    assert (again.returncode, again.stdout) == (0, f"{name}\tpresent\tteam zeta (id {team_id})\n")
     assert pwd.getpwnam(name).pw_shell == "/usr/sbin/nologin"
+
+
+def test_the_default_account_names_the_installation(settings):
+    settings.EPIC_SLURM_ACCOUNT_PREFIX = ""
+
+    assert accounts.account_name(7) == f"epic-{installation_id()}-t7"
+    settings.EPIC_ISOLATE_JOBS = False
+    assert accounts.account_name(7) is None

@@ -8,11 +8,13 @@ import os
 import pytest
 from django.conf import settings
 
+from epic.compute.isolation import UnreachableHomeError, open_home
 from epic.data.paths import user_prefix
 from epic.data.services import object_store
 from epic.jobs.models import Job
 from epic.jobs.states import JobState
 from tests.conftest import client_for
+from tests.e2e.servers import reachable_home
 from tests.helpers import finished, run_until
 
 pytestmark = [
@@ -93,3 +95,34 @@ def test_result_names_the_store_refuses_are_reported_not_retried(alice, submit_s
     assert job.state == JobState.COMPLETE
     assert job.status_reason.startswith("Not uploaded: a\\b.txt")
     assert read_object(alice.user, "case/good.txt") == "ok\n"
+
+
+def test_a_new_home_is_opened_for_job_uids_to_pass_through(settings):
+    parent = reachable_home()
+    settings.EPIC_HOME = parent / "made by the server"
+    settings.EPIC_WORK_ROOT = settings.EPIC_HOME / "work"
+    old_umask = os.umask(0o077)  # as `epic` runs
+    try:
+        settings.EPIC_HOME.mkdir(parents=True)
+        open_home()
+    finally:
+        os.umask(old_umask)
+
+    for folder in (settings.EPIC_HOME, settings.EPIC_WORK_ROOT):
+        assert folder.stat().st_mode & 0o777 == 0o711
+
+
+def test_a_home_under_closed_folders_is_refused_naming_them_all(settings):
+    parent = reachable_home()
+    outer = parent / "outer"
+    inner = outer / "inner"
+    inner.mkdir(parents=True)
+    outer.chmod(0o700)
+    inner.chmod(0o700)
+    settings.EPIC_HOME = inner / "home"
+    settings.EPIC_WORK_ROOT = settings.EPIC_HOME / "work"
+
+    with pytest.raises(UnreachableHomeError) as refusal:
+        open_home()
+
+    assert f"cannot pass through {outer} {inner}:" in str(refusal.value)

@@ -34,12 +34,24 @@ class UnreachableHomeError(RuntimeError):
 
 def check_reachable(folder: Path) -> None:
     """Refuse a folder that a job uid could not reach: every ancestor needs o+x."""
-    for ancestor in folder.resolve().parents:
-        if not ancestor.stat().st_mode & 0o001:
-            raise UnreachableHomeError(
-                f"Jobs run under their own uids and cannot pass through {ancestor}: "
-                f"choose an EPIC_HOME outside it, or allow passing with `chmod o+x {ancestor}`."
-            )
+    closed = [str(up) for up in folder.resolve().parents if not up.stat().st_mode & 0o001]
+    if closed:
+        listed = " ".join(reversed(closed))
+        raise UnreachableHomeError(
+            f"Jobs run under their own uids and cannot pass through {listed}: choose an "
+            f"EPIC_HOME elsewhere, or allow passing with `chmod o+x {listed}`."
+        )
+
+
+def open_home() -> None:
+    """Let job uids pass through (not list) EPIC_HOME and its work folder, made if missing.
+
+    Raises UnreachableHomeError where a folder above EPIC_HOME keeps them out.
+    """
+    for folder in (Path(settings.EPIC_HOME), Path(settings.EPIC_WORK_ROOT)):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(folder.stat().st_mode & 0o777 | TRAVERSE_ONLY)
+    check_reachable(Path(settings.EPIC_HOME))
 
 
 def hand_over(case_dir: Path, step_dir: Path, uid: int) -> None:

@@ -1,8 +1,10 @@
 """The cluster accounts that a team's Slurm jobs run under, so that teams cannot read each other.
 
 Where jobs are isolated (EPIC_ISOLATE_JOBS, on when the server runs as root), every Slurm job
-of a team runs under that team's own account, EPIC_SLURM_ACCOUNT_PREFIX followed by the team's
-id (such as `epic-team-7`): sbatch, run as root, hands the job to it with --uid and --gid. The
+of a team runs under that team's own account, a prefix followed by the team's id: by default
+`epic-<installation id>-t` (such as `epic-388b399b-t7`), so that two installations sharing a
+cluster never share an account, or EPIC_SLURM_ACCOUNT_PREFIX where the operator sets one.
+sbatch, run as root, hands the job to the account with --uid and --gid. The
 account must exist on the machine that runs sbatch and on every node, with the same uid: on a
 site whose accounts come from a directory (LDAP, say), the operator creates them there; on a
 cluster of this machine alone, `epic admin cluster accounts --create` creates them locally.
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from epic.compute.base import StepBlockedError
+from epic.compute.remote import installation_id
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +46,8 @@ def account_name(team_id: int) -> str | None:
     """The account a team's Slurm jobs run under, or None where they run as the server's user."""
     if not settings.EPIC_ISOLATE_JOBS:
         return None
-    return f"{settings.EPIC_SLURM_ACCOUNT_PREFIX}{team_id}"
+    prefix = settings.EPIC_SLURM_ACCOUNT_PREFIX or f"epic-{installation_id()}-t"
+    return f"{prefix}{team_id}"
 
 
 def account_of(team_id: int) -> Account | None:

@@ -50,6 +50,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -109,12 +110,16 @@ def job_name(step_id: int) -> str:
     return f"epic-{installation_id()}-step-{step_id}"
 
 
-def slurm_output(step_id: int) -> str:
-    """The Slurm output file of a step's job, in the node's scratch root."""
-    return str(Path(settings.EPIC_SLURM_SCRATCH) / f"{job_name(step_id)}.out")
+def slurm_output(step_id: int, nonce: str) -> str:
+    """The Slurm output file of a step's job, in the node's scratch root.
+
+    Its name holds a nonce of each submission's own: other users of the nodes may create
+    files in the scratch root, and must not be able to guess the name and plant one first.
+    """
+    return str(Path(settings.EPIC_SLURM_SCRATCH) / f"{job_name(step_id)}-{nonce}.out")
 
 
-def batch_script(launch: StepLaunch) -> str:
+def batch_script(launch: StepLaunch, output: str) -> str:
     """The wrapper's source followed by the step's settings and the call that runs it."""
     if not settings.EPIC_API_URL:
         raise RuntimeError("EPIC_API_URL is not set: Slurm steps need the server's address.")
@@ -123,7 +128,7 @@ def batch_script(launch: StepLaunch) -> str:
         "step_id": launch.step_id,
         "token": step_token(launch.job_id, launch.step_id),
         "scratch_root": settings.EPIC_SLURM_SCRATCH,
-        "scheduler_output": slurm_output(launch.step_id),
+        "scheduler_output": output,
         "push_seconds": PUSH_SECONDS,
         "retry_seconds": RETRY_SECONDS,
         "path_keys": list(NODE_PATH_KEYS),
@@ -199,17 +204,18 @@ class SlurmBackend:
         account = accounts.account_of(launch.team_id) if launch.team_id is not None else None
         script = launch.step_dir / BATCH_SCRIPT
         if script.exists() or (launch.step_dir / EARLIER_MARK).exists():
-            adopted = self._adopt(launch)
+            adopted = self._adopt(launch, account)
             if adopted is not None:
                 return adopted
 
-        self._write_step_files(launch)
+        output = slurm_output(launch.step_id, secrets.token_hex(8))
+        self._write_step_files(launch, output)
         try:
-            options = self._sbatch_options(launch) + _account_options(account)
+            options = self._sbatch_options(launch, output) + _account_options(account)
             job_id = commands.submit(self._run, options, str(script))
         except SlurmUnavailable:
             # sbatch may have queued the job and then timed out: look before giving up.
-            adopted = self._adopt(launch)
+            adopted = self._adopt(launch, account)
             if adopted is None:
                 raise
             return adopted
@@ -222,9 +228,14 @@ class SlurmBackend:
             futures = [pool.submit(self.start, launch) for launch in launches]
         return [_outcome(future) for future in futures]
 
-    def _adopt(self, launch: StepLaunch) -> int | None:
-        """The id of a Slurm job already started for this step, if there is one."""
-        tagged = commands.jobs_by_name(self._run, job_name(launch.step_id))
+    def _adopt(self, launch: StepLaunch, account: Account | None) -> int | None:
+        """The id of a Slurm job already started for this step, if there is one.
+
+        Only a job of the user this backend submits the step as counts: anyone may give a job
+        of their own the step's name.
+        """
+        owner = account.uid if account is not None else os.getuid()
+        tagged = commands.jobs_by_name(self._run, job_name(launch.step_id), owner)
         if len(tagged) > 1:
             logger.error("Step %s has several Slurm jobs: %s", launch.step_id, tagged)
         if tagged:
@@ -232,7 +243,7 @@ class SlurmBackend:
             return tagged[0].job_id
         return recorded_scheduler_job(launch.step_dir)
 
-    def _write_step_files(self, launch: StepLaunch) -> None:
+    def _write_step_files(self, launch: StepLaunch, output: str) -> None:
         """Write the bundle the node downloads, then the batch script for sbatch, durably.
 
         Nothing of a previous submission ran (none was adopted), so what it left is removed.
@@ -244,9 +255,9 @@ class SlurmBackend:
                 (launch.step_dir / leftover).unlink(missing_ok=True)
         launcher = srun_launcher(launch.num_tasks, max(1, launch.threads_per_task))
         write_bundle(launch, launcher)
-        _write_durably(launch.step_dir / BATCH_SCRIPT, batch_script(launch))
+        _write_durably(launch.step_dir / BATCH_SCRIPT, batch_script(launch, output))
 
-    def _sbatch_options(self, launch: StepLaunch) -> list[str]:
+    def _sbatch_options(self, launch: StepLaunch, output: str) -> list[str]:
         """sbatch's options for a step: its tag, folder, shape and time limit."""
         threads = max(1, launch.threads_per_task)
         tasks_per_node = max(1, min(launch.num_tasks, self.cores_per_node // threads))
@@ -256,7 +267,7 @@ class SlurmBackend:
             # The node's scratch root: it exists on every node; no server path goes to Slurm.
             f"--chdir={settings.EPIC_SLURM_SCRATCH}",
             # sbatch expands %-patterns in file names; %% is a literal %.
-            f"--output={slurm_output(launch.step_id).replace('%', '%%')}",
+            f"--output={output.replace('%', '%%')}",
             f"--nodes={nodes}",
             f"--ntasks={launch.num_tasks}",
             f"--ntasks-per-node={tasks_per_node}",

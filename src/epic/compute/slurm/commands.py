@@ -219,9 +219,9 @@ def jobs_by_id(run: CommandRunner, job_ids: Iterable[int]) -> list[SlurmJob]:
     return _parse_squeue(result.stdout)
 
 
-def jobs_by_name(run: CommandRunner, name: str) -> list[SlurmJob]:
-    """Every job the controller remembers under a job name, in one squeue call."""
-    result = call(run, _squeue_argv(f"--name={name}"))
+def jobs_by_name(run: CommandRunner, name: str, user: int) -> list[SlurmJob]:
+    """Every job of a user (by uid) the controller remembers under a job name, in one squeue."""
+    result = call(run, [*_squeue_argv(f"--name={name}"), f"--user={user}"])
     return _parse_squeue(result.stdout)
 
 

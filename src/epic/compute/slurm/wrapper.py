@@ -220,7 +220,8 @@ def main(step: dict) -> int:
         return 1
 
     shutil.rmtree(scratch, ignore_errors=True)
-    Path(step["scheduler_output"]).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        Path(step["scheduler_output"]).unlink(missing_ok=True)
     return code
 
 
