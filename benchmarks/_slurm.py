@@ -94,6 +94,8 @@ def start_bench_server(
     # Where a backend whose jobs work in a node scratch folder puts them: under `home` too, so
     # that jobs_under(home) finds them either way.
     env["EPIC_SLURM_SCRATCH"] = str(home / "scratch")
+    # One team account for every run of the benchmarks, made once and kept.
+    env["EPIC_SLURM_ACCOUNT_PREFIX"] = "epic-bench-t"
     (home / "scratch").mkdir(exist_ok=True)
     (home / "scratch").chmod(0o1777)
     if path_prefix is not None:
@@ -104,7 +106,7 @@ def start_bench_server(
         catalog.write_text(catalog_yaml(partition, partition_cores(partition)))
         epic_command(home, "admin", "catalog", "load", str(catalog))
         epic_command(home, "admin", "user", "create", "bench", "--team", "bench")
-        # Where jobs are isolated, the team's steps run under its cluster account (kept).
+        # Where jobs are isolated, the team's steps run under its cluster account.
         epic_command(home, "admin", "cluster", "accounts", "--create")
         token = epic_command(home, "admin", "token", "create", "bench").strip()
         server = BenchServer(process, home, api_url, token)

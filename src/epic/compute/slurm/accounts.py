@@ -78,13 +78,13 @@ def exists(name: str) -> bool:
 
 
 def create(name: str) -> None:
-    """Create a system user of that name with a group of its own, no home and no login shell.
+    """Create a user of that name with a group of its own, no home and no login shell.
 
     Raises OSError when useradd fails or cannot run.
     """
     argv = [
         "useradd",
-        "--system",
+        # A regular uid: system uids (below 1000) are too few for the teams of a platform.
         "--user-group",
         "--no-create-home",
         "--home-dir",
