@@ -174,3 +174,18 @@ def test_the_default_account_names_the_installation(settings):
     assert accounts.account_name(7) == f"epic-{installation_id()}-t7"
     settings.EPIC_ISOLATE_JOBS = False
     assert accounts.account_name(7) is None
+
+
+def test_a_step_cancelled_while_it_waits_for_its_account_keeps_no_reason(
+    alice, upload, slurm_queue, step_io_server, worker, settings
+):
+    settings.EPIC_SLURM_ACCOUNT_PREFIX = f"{TEST_ACCOUNT_PREFIX}never-"
+    job_id = _submit(alice, upload, slurm_queue, "case", "true\n")
+    run_until(worker, lambda: JobStep.objects.get(job_id=job_id).scheduler_reason != "")
+
+    assert alice.post(f"/api/v2/job/{job_id}/cancel/").status_code == 204
+    run_until(worker, finished(job_id))
+
+    step = JobStep.objects.get(job_id=job_id)
+    assert (step.state, step.scheduler_reason) == (StepState.CANCELLED, "")
+    assert Job.objects.get(pk=job_id).state == JobState.CANCELLED

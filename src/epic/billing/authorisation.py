@@ -53,5 +53,5 @@ def decide(job: Job, membership: Membership, state: str) -> Job:
 def _reject(job: Job, membership: Membership) -> None:
     """End a rejected job: none of its steps run and it is charged nothing."""
     for step in job.steps.filter(state=StepState.PENDING):
-        step.move_to(StepState.CANCELLED)
+        step.move_to(StepState.CANCELLED, scheduler_reason="")
     job.move_to(JobState.REJECTED, status_reason=f"Rejected by {membership.user.username}.")

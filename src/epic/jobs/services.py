@@ -408,7 +408,7 @@ def cancel_step(step: JobStep) -> None:
         lifecycle.lock_job(step.job_id)
         step.refresh_from_db(fields=["state"])
         if step.state in (StepState.PENDING, StepState.QUEUED) and step.move_to(
-            StepState.CANCELLED
+            StepState.CANCELLED, scheduler_reason=""
         ):
             # No backend will report the end of a step that never ran: the job moves on
             # now, as after any step's end (the next step runs or is skipped, or it ends).

@@ -31,7 +31,7 @@ STOP_TIMEOUT = "timeout"
 def cancel_unstarted_steps(job: Job) -> None:
     """Mark every step that has not started as cancelled."""
     for step in job.steps.filter(state__in=[StepState.PENDING, StepState.QUEUED]):
-        step.move_to(StepState.CANCELLED)
+        step.move_to(StepState.CANCELLED, scheduler_reason="")
 
 
 @transaction.atomic
@@ -76,7 +76,7 @@ def _queue_all_steps_of_new_job(job: Job) -> bool:
 def fail_before_start(job: Job, reason: str) -> None:
     """End a job whose input could not be staged: no step runs, nothing is uploaded."""
     for step in job.steps.filter(state=StepState.PENDING):
-        step.move_to(StepState.SKIPPED)
+        step.move_to(StepState.SKIPPED, scheduler_reason="")
     job.move_to(JobState.STAGING_OUT, outcome=JobState.FAILED, status_reason=reason[:500])
     logger.info("Job %s: failed before start: %s", job.pk, reason)
 
@@ -107,7 +107,7 @@ def advance(job: Job) -> None:
             continue
         runs = runs_after_earlier_steps(steps, step)
         if runs is False:
-            step.move_to(StepState.SKIPPED)
+            step.move_to(StepState.SKIPPED, scheduler_reason="")
         elif step.state == StepState.PENDING and (chained or runs):
             step.move_to(StepState.QUEUED)
         if not chained and step.state not in FINAL_STEP_STATES:
