@@ -90,12 +90,13 @@ def start_bench_server(
     With `path_prefix`, that folder comes first on the server's PATH (the command shim).
     """
     home.chmod(0o711)
+    # One team account for every run of the benchmarks, made once and kept; set here so that
+    # the `epic admin` commands, which take this process's environment, use it too.
+    os.environ["EPIC_SLURM_ACCOUNT_PREFIX"] = "epic-bench-t"
     env = server_env(home)
     # Where a backend whose jobs work in a node scratch folder puts them: under `home` too, so
     # that jobs_under(home) finds them either way.
     env["EPIC_SLURM_SCRATCH"] = str(home / "scratch")
-    # One team account for every run of the benchmarks, made once and kept.
-    env["EPIC_SLURM_ACCOUNT_PREFIX"] = "epic-bench-t"
     (home / "scratch").mkdir(exist_ok=True)
     (home / "scratch").chmod(0o1777)
     if path_prefix is not None:
