@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +59,15 @@ def test_cluster_show_prints_health_partitions_nodes_and_queues(tmp_path, node_s
     assert f"    {partition}: up, " in shown.stdout
     assert f", {cpus} CPUs, " in shown.stdout
     assert f"    slurm-{partition} -> partition {partition}\n" in shown.stdout
+
+
+@pytest.mark.django_db
+def test_the_readmes_script_job_body_is_accepted_on_the_default_slurm_queue(alice, upload):
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    body = json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0])
+    upload(alice.user, "case/run.sh", "true\n")
+
+    response = alice.post("/api/v2/job/", body, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()[0]["app"] == "Script"
