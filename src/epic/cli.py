@@ -35,6 +35,9 @@ def _serve(args) -> int:
     except (DuplicateWorkerError, UnreachableHomeError) as error:
         print(f"epic serve: {error}", file=sys.stderr)
         return 1
+    except OSError as error:
+        print(f"epic serve: cannot listen on {args.host}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -137,7 +137,14 @@ def serve(host: str, port: int, s3_port: int) -> None:
     s3_server = _bind(host, s3_port, _s3_application())
     s3_url = settings.EPIC_S3_ENDPOINT_URL or _url(host, s3_server.bind_addr[1])
     settings.EPIC_S3_ENDPOINT_URL = s3_url
-    api_server = _bind(host, port, get_wsgi_application(), MAX_API_BODY_BYTES, json_errors=True)
+    try:
+        api_server = _bind(
+            host, port, get_wsgi_application(), MAX_API_BODY_BYTES, json_errors=True
+        )
+    except OSError:
+        # The S3 endpoint's threads would keep the process alive, holding its port.
+        s3_server.stop()
+        raise
     freeze_startup_objects()
     # Compute nodes reach the step I/O endpoint here unless the operator said otherwise.
     settings.EPIC_API_URL = settings.EPIC_API_URL or _url(host, api_server.bind_addr[1])

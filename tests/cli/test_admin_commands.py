@@ -1,10 +1,11 @@
 """The `epic admin` commands act on the same state a server would use."""
 
+import socket
 import subprocess
 
 import pytest
 
-from tests.e2e.servers import EPIC, epic_command, server_env
+from tests.e2e.servers import EPIC, epic_command, reachable_home, server_env
 
 
 def run_epic(home, *args) -> subprocess.CompletedProcess:
@@ -93,3 +94,24 @@ def test_user_join_refuses_an_unknown_user(home):
 
     assert result.returncode == 1
     assert result.stderr.endswith("epic: no user named nobody\n")
+
+
+def test_serve_on_a_taken_port_says_so_and_exits():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    home = reachable_home()
+
+    with taken:
+        result = subprocess.run(
+            [str(EPIC), "serve", "--port", str(port), "--s3-port", "0"],
+            env=server_env(home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert result.returncode == 1
+    assert "epic serve: cannot listen on 127.0.0.1: " in result.stderr
+    assert "Address already in use" in result.stderr

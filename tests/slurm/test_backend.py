@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -211,19 +212,20 @@ def test_a_job_of_another_user_under_the_steps_name_is_not_adopted(backend, laun
     assert commands.count("sbatch") == 1
 
 
-def test_each_submission_names_its_slurm_output_with_a_nonce(backend, launch_for, commands):
+def test_each_submission_names_its_slurm_output_with_a_nonce_in_the_script(
+    backend, launch_for, commands
+):
     launch = launch_for(1, "true")
-    backend.start(launch)
-    (launch.step_dir / "batch.py").unlink()  # unmarked: the next start submits again
-    backend.start(launch)
+    outputs = []
+    for _ in range(2):
+        job_id = backend.start(launch)
+        script = (launch.step_dir / "batch.py").read_text().splitlines()
+        outputs.append(json.loads(script[1].removeprefix("#SBATCH --output=")))
+        assert squeue_field(job_id, "StdOut") == outputs[-1]
+        (launch.step_dir / "batch.py").unlink()  # unmarked: the next start submits again
 
-    outputs = [
-        option.removeprefix("--output=")
-        for argv in commands.calls
-        if argv[0] == "sbatch"
-        for option in argv
-        if option.startswith("--output=")
-    ]
+    # Every user may read sbatch's command line: the output file is not named there.
+    assert not [arg for argv in commands.calls for arg in argv if arg.startswith("--output")]
     name = re.escape(job_name(launch.step_id))
     assert all(re.fullmatch(rf".*/{name}-[0-9a-f]{{16}}\.out", output) for output in outputs)
     assert len(set(outputs)) == 2

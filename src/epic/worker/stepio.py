@@ -14,7 +14,8 @@ Limitation: a lost answer to the bootstrap exchange cannot be retried (the token
 so the step's node then fails to report and Slurm's word ends the step.
 Limitation: the token and the secret travel in clear unless EPIC_API_URL is an https address
 (a proxy in front of the server); the endpoint itself speaks plain HTTP, like the rest of the
-API.
+API. The wrapper does not check that it talks to this server: on a machine where jobs run, a
+job that takes the server's port while it is stopped receives the tokens sent meanwhile.
 """
 
 from __future__ import annotations

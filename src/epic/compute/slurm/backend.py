@@ -134,8 +134,12 @@ def batch_script(launch: StepLaunch, output: str) -> str:
         "path_keys": list(NODE_PATH_KEYS),
         "case_variables": list(CASE_VARIABLES),
     }
+    # The output file goes in the script, not on sbatch's command line, which every user of
+    # the machine can read: its nonce must stay secret until the file exists. sbatch expands
+    # %-patterns in file names; %% is a literal %.
+    directive = f"#SBATCH --output={json.dumps(output.replace('%', '%%'))}"
     return (
-        f"#!{settings.EPIC_RUNNER_PYTHON}\n{WRAPPER_SOURCE}\n\n"
+        f"#!{settings.EPIC_RUNNER_PYTHON}\n{directive}\n{WRAPPER_SOURCE}\n\n"
         f"# EPIC step {launch.step_id}\nSTEP = json.loads({json.dumps(step)!r})\n"
         "sys.exit(main(STEP))\n"
     )
@@ -211,7 +215,7 @@ class SlurmBackend:
         output = slurm_output(launch.step_id, secrets.token_hex(8))
         self._write_step_files(launch, output)
         try:
-            options = self._sbatch_options(launch, output) + _account_options(account)
+            options = self._sbatch_options(launch) + _account_options(account)
             job_id = commands.submit(self._run, options, str(script))
         except SlurmUnavailable:
             # sbatch may have queued the job and then timed out: look before giving up.
@@ -257,8 +261,11 @@ class SlurmBackend:
         write_bundle(launch, launcher)
         _write_durably(launch.step_dir / BATCH_SCRIPT, batch_script(launch, output))
 
-    def _sbatch_options(self, launch: StepLaunch, output: str) -> list[str]:
-        """sbatch's options for a step: its tag, folder, shape and time limit."""
+    def _sbatch_options(self, launch: StepLaunch) -> list[str]:
+        """sbatch's options for a step: its tag, folder, shape and time limit.
+
+        Its output file is named in the batch script (see batch_script).
+        """
         threads = max(1, launch.threads_per_task)
         tasks_per_node = max(1, min(launch.num_tasks, self.cores_per_node // threads))
         nodes = -(-launch.num_tasks // tasks_per_node)
@@ -266,8 +273,6 @@ class SlurmBackend:
             f"--job-name={job_name(launch.step_id)}",
             # The node's scratch root: it exists on every node; no server path goes to Slurm.
             f"--chdir={settings.EPIC_SLURM_SCRATCH}",
-            # sbatch expands %-patterns in file names; %% is a literal %.
-            f"--output={output.replace('%', '%%')}",
             f"--nodes={nodes}",
             f"--ntasks={launch.num_tasks}",
             f"--ntasks-per-node={tasks_per_node}",
